@@ -352,6 +352,7 @@ def _factor(s: str) -> tuple:
             arg("--sharpen", type=float, default=1.0, help="spectral sharpening of the mel before the vocoder (0: none)"),
             arg("--maxlenratio", type=float, default=10.0, help="stop decoding after this many frames per input token"),
             arg("--threshold", type=float, default=0.5, help="stop-token probability that ends decoding"),
+            arg("--quantize", choices=["int8"], default=None, help="decode with int8 LSTM weights (CPU: faster at batch 1)"),
             arg("--plots", action="store_true", help="also write a mel + attention plot per sentence"))
 def synth_cmd(args):
     "Synthesise TEXT (and the lines of --text_file) with a trained run, one wav per sentence."
@@ -361,7 +362,8 @@ def synth_cmd(args):
     texts = list(args.text) + ([l.strip() for l in args.text_file.read_text().splitlines() if l.strip()] if args.text_file else [])
     if args.text_file is not None and not args.text_file.exists(): raise FileNotFoundError(f"{args.text_file}: text file not found")
     if not texts: raise UsageError("nothing to synthesise: give sentences or --text_file")
-    t2s = Text2Speech.from_pretrained(args.model, config_file=args.config, vocoder_conf=dict(n_iter=args.griffin_lim_iters, sharpen=args.sharpen))
+    t2s = Text2Speech.from_pretrained(args.model, config_file=args.config, vocoder_conf=dict(n_iter=args.griffin_lim_iters, sharpen=args.sharpen),
+                                      decode_conf=dict(quantize=args.quantize))
     args.out.mkdir(parents=True, exist_ok=True)
     outs = t2s.synthesize_batch(texts, ref_audio=str(args.ref_audio) if args.ref_audio else None, emo_labs=args.emotion,
                                 emo_feats=dict(args.factor) or None, emo_feats_delta=dict(args.factor_delta) or None,
@@ -382,13 +384,15 @@ def synth_cmd(args):
             arg("--no_intensity", action="store_true", help="skip the intensity curves"),
             arg("--batch_size", type=int, default=8, help="sentences synthesised together"),
             arg("--griffin_lim_iters", type=int, default=32, help="Griffin-Lim iterations"),
-            arg("--sharpen", type=float, default=1.0, help="spectral sharpening of the mel before the vocoder (0: none)"))
+            arg("--sharpen", type=float, default=1.0, help="spectral sharpening of the mel before the vocoder (0: none)"),
+            arg("--quantize", choices=["int8"], default=None, help="decode with int8 LSTM weights (CPU)"))
 def evaluate_cmd(args):
     "Evaluate a trained run with emonb.evaluate.evaluate_model; prints the report and writes metrics.json and report.md."
     from emonb.inference import Text2Speech
     from emonb.evaluate import evaluate_model, format_report
     if args.max_utts is not None and args.max_utts < 1: raise UsageError(f"--max_utts must be positive, got {args.max_utts}")
-    t2s = Text2Speech.from_pretrained(args.model, config_file=args.config, vocoder_conf=dict(n_iter=args.griffin_lim_iters, sharpen=args.sharpen))
+    t2s = Text2Speech.from_pretrained(args.model, config_file=args.config, vocoder_conf=dict(n_iter=args.griffin_lim_iters, sharpen=args.sharpen),
+                                      decode_conf=dict(quantize=args.quantize))
     out = args.out or (args.model if args.model.is_dir() else args.model.parent)/"eval"
     kw = dict(control_factors=()) if args.no_control else {}
     if args.no_intensity: kw["intensities"] = ()
@@ -410,9 +414,12 @@ def _bench_tacotron2(a):
     import torch
     from emonb.models.tacotron2 import bench_tts_train, bench_tts_inference, format_bench
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if a.device == "auto" else [a.device]
-    res = [f(size, device=d, **kw) for d in devices for size in a.sizes
-           for f, kw in ((bench_tts_train, dict(batch_size=a.batch_size, steps=a.repeat)),
-                         (bench_tts_inference, dict(batch_sizes=(1, a.infer_batch_size or a.batch_size), repeats=a.repeat)))]
+    threads = torch.get_num_threads(); torch.set_num_threads(a.threads)
+    try:
+        res = [f(size, device=d, **kw) for d in devices for size in a.sizes
+               for f, kw in ((bench_tts_train, dict(batch_size=a.batch_size, steps=a.repeat)),
+                             (bench_tts_inference, dict(batch_sizes=(1, a.infer_batch_size or a.batch_size), repeats=a.repeat)))]
+    finally: torch.set_num_threads(threads)
     return dict(results=res, table=format_bench(*res))
 
 def _bench_all(a):
@@ -436,7 +443,7 @@ BENCHMARKS = dict(tacotron2=_bench_tacotron2, griffinlim=_bench_griffinlim, pros
             arg("--n_utts", type=int, default=8, help="utterances of the corpus to run on"),
             arg("--n_iter", type=int, default=32, help="griffinlim: iterations"),
             arg("--repeat", type=int, default=3, help="repetitions (the best or the total is reported, see the benchmark)"),
-            arg("--threads", type=int, default=1, help="prosody: CPU threads"))
+            arg("--threads", type=int, default=1, help="CPU threads of the tacotron2 and prosody benchmarks"))
 def bench_cmd(args):
     "Run one benchmark and print its result as JSON (times are CPU times; run on an idle machine)."
     import json

@@ -24,7 +24,7 @@ from .inference import Text2Speech, ExpStyleTTS, spearman, rankdata
 # %% auto #0
 __all__ = ['N_CEPS', 'MCD_CONST', 'CONTROL_FACTORS', 'mel_cepstrum', 'dtw_path', 'mcd', 'f0_track', 'f0_errors', 'compare_wavs',
            'focus_rate', 'judge_emotions', 'control_correlation', 'is_monotone', 'intensity_curves',
-           'evaluate_utterances', 'evaluate_model', 'format_report']
+           'evaluate_utterances', 'evaluate_model', 'format_report', 'decode_agreement']
 
 # %% ../nbs/15_evaluate.ipynb #dccc5011
 N_CEPS = 24
@@ -256,3 +256,12 @@ def format_report(m: dict) -> str:
     lines += [f"| intensity -> judge P({k}): Spearman, monotone | {f(v['spearman'])}, {v['monotone']} |" for k, v in m["intensity"].items()]
     lines += ["", "Goals: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in m["goals"].items())]
     return "\n".join(lines)
+
+# %% ../nbs/15_evaluate.ipynb #47b6e778
+def decode_agreement(t2s: Text2Speech, texts, emo_labs, seed: int = 0, **options) -> dict:
+    "Mel MCD (dB, DTW) between syntheses with the defaults and with `options`, from the same seed; and how many lengths agree."
+    set_seed(seed); base = t2s.synthesize_batch(texts, emo_labs=emo_labs, n_iter=1)
+    set_seed(seed); alt = t2s.synthesize_batch(texts, emo_labs=emo_labs, n_iter=1, **options)
+    d = [mcd(a.feat_gen, b.feat_gen) for a, b in zip(base, alt)]
+    return dict(mcd_mean=float(np.mean(d)), mcd_max=float(np.max(d)), n=len(d),
+                same_length=sum(len(a.feat_gen) == len(b.feat_gen) for a, b in zip(base, alt)))

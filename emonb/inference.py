@@ -84,12 +84,16 @@ def find_model_file(exp_dir) -> Path:
 class Text2Speech:
     "Emotional TTS from a trained run: `t2s(text, emo_labs=..., emo_feats=..., ref_audio=...) -> Synthesis`."
     decode_defaults = dict(threshold=0.5, minlenratio=0.0, maxlenratio=10.0, use_att_constraint=False,
-                           backward_window=1, forward_window=3, cuda_graph=None)   # None: on when the device is CUDA
+                           backward_window=1, forward_window=3, cuda_graph=None,   # None: on when the device is CUDA
+                           quantize=None)                                           # "int8": int8 LSTM weights (CPU)
     vocoder_options = ("n_iter", "momentum", "power", "sharpen")
     vocoder_defaults = dict(sharpen=1.0)                  # model output is over-smoothed across frequency
 
-    def __init__(self, model, args, vocoder_conf: dict | None = None, device="cpu", run_dir=None):
+    def __init__(self, model, args, vocoder_conf: dict | None = None, device="cpu", run_dir=None, decode_conf: dict | None = None):
         self.device, self.run_dir = get_device(device), run_dir
+        bad = sorted(set(decode_conf or {}) - set(self.decode_defaults))
+        if bad: raise TypeError(f"decode_conf: unknown decode option(s) {bad}; they are {list(self.decode_defaults)}")
+        self.decode_defaults = {**self.decode_defaults, **(decode_conf or {})}
         self.model, self.args = model.to(self.device).eval(), args
         self.tts = model.tts
         self.emotions = list(args.emotions)
@@ -120,7 +124,8 @@ def _find_normalizer(self: Text2Speech) -> ProsodyNormalizer | None:
     return next((ProsodyNormalizer.load(p) for p in cands if p.exists()), None)
 
 @patch(cls_method=True)
-def from_pretrained(cls: Text2Speech, model_file=None, config_file=None, device="cpu", vocoder_conf: dict | None = None) -> Text2Speech:
+def from_pretrained(cls: Text2Speech, model_file=None, config_file=None, device="cpu", vocoder_conf: dict | None = None,
+                    decode_conf: dict | None = None) -> Text2Speech:
     "From a run folder (`model_file` a directory holding `config.yaml`), or from a weights file and its `config_file`."
     if model_file is None and config_file is None: raise ValueError("give a run folder, or a model file and its config_file")
     run_dir = None
@@ -136,7 +141,7 @@ def from_pretrained(cls: Text2Speech, model_file=None, config_file=None, device=
         config_file = Path(model_file).parent/"config.yaml"
         if not config_file.exists(): raise FileNotFoundError(f"{model_file}: give its config_file (no config.yaml next to it)")
     model, args = TTSTask.build_model_from_file(config_file, model_file, device="cpu")
-    self = cls(model, args, vocoder_conf, device, run_dir=run_dir or Path(config_file).parent)
+    self = cls(model, args, vocoder_conf, device, run_dir=run_dir or Path(config_file).parent, decode_conf=decode_conf)
     self.model_file, self.config_file = Path(model_file), Path(config_file)
     return self
 

@@ -13,8 +13,8 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['make_pad_mask', 'make_non_pad_mask', 'fast_dropout', 'Dropout', 'Encoder', 'ZoneOutCell', 'Prenet', 'Postnet',
-           'AttMemory', 'AttLoc', 'AttForward', 'AttForwardTA', 'Decoder', 'step_linear', 'Tacotron2Loss',
-           'GuidedAttentionLoss', 'GraphedLoss']
+           'AttMemory', 'AttLoc', 'AttForward', 'AttForwardTA', 'Decoder', 'step_linear', 'int8_rows', 'addmm_weights',
+           'Tacotron2Loss', 'GuidedAttentionLoss', 'GraphedLoss']
 
 # %% ../../nbs/08_models.layers.ipynb #0c7ede32
 def make_pad_mask(lengths: torch.Tensor, maxlen: int | None = None) -> torch.Tensor:
@@ -386,18 +386,58 @@ def forward(self: Decoder, hs, hlens, ys, cond=None):
     return after, before, logits, torch.stack(att_ws, dim=1)
 
 # %% ../../nbs/08_models.layers.ipynb #db434957
+def int8_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "(in, out) float matrix -> (int8 (out, in'), bf16 scale (out,)): symmetric per-row quantisation, `in'` padded to a multiple of 16."
+    rows = w.t().float()
+    scale = rows.abs().amax(1).clamp(min=torch.finfo(torch.float32).tiny) / 127
+    q = torch.round(rows / scale[:, None]).to(torch.int8)
+    return F.pad(q, (0, -q.size(1) % 16)).contiguous(), scale.to(torch.bfloat16)
+
+def addmm_weights(b: torch.Tensor | None, x: torch.Tensor, w) -> torch.Tensor:
+    "`b + x @ w` (`b` None: no bias) for a float (in, out) matrix, or for `int8_rows` of one (bfloat16 activations, float32 result)."
+    if torch.is_tensor(w): return torch.mm(x, w) if b is None else torch.addmm(b, x, w)
+    q, scale = w
+    x = x.to(torch.bfloat16)
+    if x.size(1) != q.size(1): x = F.pad(x, (0, q.size(1) - x.size(1)))
+    y = torch.ops.aten._weight_int8pack_mm(x, q, scale).float()
+    return y if b is None else y.add_(b)
+
+def _check_quantize(quantize, device):
+    if quantize not in (None, "int8"): raise ValueError(f"quantize={quantize!r}; choose None (float weights) or 'int8'")
+    if quantize and torch.device(device).type != "cpu":
+        raise ValueError(f"quantize='int8' is for decoding on a CPU, not {device}; on CUDA use cuda_graph=True")
+    if quantize and not hasattr(torch.ops.aten, "_weight_int8pack_mm"):
+        raise RuntimeError(f"quantize='int8' needs torch.ops.aten._weight_int8pack_mm, which torch {torch.__version__} lacks; upgrade torch")
+
+# %% ../../nbs/08_models.layers.ipynb #915f2522
 @patch
-def _infer_init(self: Decoder, hs, hlens, cond=None, use_att_constraint=False):
-    "-> (ctx, state): what every step reads (memory, weights taken out of their modules) and the decoder's initial state."
-    att, cells, B, odim, r = self.att, self._cells(), hs.size(0), self.odim, self.r
+def _infer_weights(self: Decoder, quantize: str | None = None) -> dict:
+    "The step's weights laid out for decoding (`quantize='int8'`: LSTMs' and attention query's as `int8_rows`), kept until a parameter changes."
+    key = tuple((p.data_ptr(), p._version, p.dtype) for p in self.parameters())
+    cache = self.__dict__.setdefault("_infer_cache", {})
+    if quantize in cache and cache[quantize][0] == key: return cache[quantize][1]
+    att, cells, odim, r = self.att, self._cells(), self.odim, self.r
+    with torch.no_grad():
+        if quantize:
+            fp = self._infer_weights()
+            w = fp | dict(lstm=[(int8_rows(w), b) for w, b in fp["lstm"]], w_dec=int8_rows(fp["w_dec"]))
+        else:
+            w = dict(w_dec=att.mlp_dec.weight.t().contiguous(),
+                     prenet=[] if self.prenet is None else [(l[0].weight.t().contiguous(), l[0].bias) for l in self.prenet.prenet],
+                     lstm=[(torch.cat([c.weight_ih, c.weight_hh], 1).t().contiguous(), c.bias_ih + c.bias_hh) for c, _ in cells],
+                     w_out=torch.cat([self.feat_out.weight, self.prob_out.weight]).t().contiguous(),   # frames and stop logits at once
+                     b_out=torch.cat([self.prob_out.bias.new_zeros(odim * r), self.prob_out.bias]))
+    cache[quantize] = (key, w)
+    return w
+
+@patch
+def _infer_init(self: Decoder, hs, hlens, cond=None, use_att_constraint=False, quantize=None):
+    "-> (ctx, state): what every step reads (memory, `_infer_weights`) and the decoder's initial state."
+    att, cells, B, odim = self.att, self._cells(), hs.size(0), self.odim
     mem = att.prepare(hs, hlens)
     ctx = dict(h=mem.h, pre=mem.pre, mask=mem.mask, loc_w=mem.loc_w, ebias=mem.ebias, gvec=mem.gvec, ta=mem.ta, cond=cond,
                p_drop=self.prenet.dropout_rate if self.prenet is not None else 0.0, zoneout=[p for _, p in cells],
-               w_dec=att.mlp_dec.weight.t().contiguous(),
-               prenet=[] if self.prenet is None else [(l[0].weight.t().contiguous(), l[0].bias) for l in self.prenet.prenet],
-               lstm=[(c.weight_ih.t().contiguous(), c.weight_hh.t().contiguous(), c.bias_ih + c.bias_hh) for c, _ in cells],
-               w_out=torch.cat([self.feat_out.weight, self.prob_out.weight]).t().contiguous(),   # frames and stop logits at once
-               b_out=torch.cat([hs.new_zeros(odim * r), self.prob_out.bias]))
+               **self._infer_weights(quantize))
     w0 = att.init_weights(mem)
     state = dict(z=[hs.new_zeros(B, self.dunits) for _ in cells], c=[hs.new_zeros(B, self.dunits) for _ in cells],
                  prev=hs.new_zeros(B, odim), att_prev=w0, cum=torch.zeros_like(w0))
@@ -412,15 +452,14 @@ def _infer_step(self: Decoder, ctx, mem, state, use_att_constraint=False, backwa
     if "ta" in state: mem.ta = state["ta"]
     x, drop = state["prev"], (fast_dropout if self.training else torch.dropout)
     for w, b in ctx["prenet"]: x = drop(torch.relu_(torch.addmm(b, x, w)), ctx["p_drop"], True)
-    if self.cond_dim: x = torch.cat([x, ctx["cond"]], dim=1)
     att_c, att_w = att(mem, zs[0], state["att_prev"], state["prev"], state.get("last_idx"), backward_window, forward_window)
-    x = torch.cat([att_c, x], dim=1)
-    for i, ((w_ih, w_hh, b), p) in enumerate(zip(ctx["lstm"], ctx["zoneout"])):
-        nz, nc = _lstm_gates(torch.addmm(torch.addmm(b, x, w_ih), zs[i], w_hh), cs[i])
+    xs = [att_c, x] + ([ctx["cond"]] if self.cond_dim else [])
+    for i, ((w, b), p) in enumerate(zip(ctx["lstm"], ctx["zoneout"])):
+        nz, nc = _lstm_gates(addmm_weights(b, torch.cat(xs + [zs[i]], dim=1), w), cs[i])   # [input; state] @ [W_ih; W_hh]
         keep = (torch.rand_like(nz) < p, torch.rand_like(nc) < p) if (self.training and p > 0) else (None, None)
         zs[i], cs[i] = _zoneout(p, zs[i], nz, keep[0]), _zoneout(p, cs[i], nc, keep[1])
-        x = zs[i]
-    o = torch.addmm(ctx["b_out"], torch.cat([x, att_c], dim=1) if self.use_concate else x, ctx["w_out"])
+        xs = [zs[i]]
+    o = torch.addmm(ctx["b_out"], torch.cat([zs[-1], att_c], dim=1) if self.use_concate else zs[-1], ctx["w_out"])
     prev = o[:, r - 1:odim * r:r]                                          # the step's last frame is fed back
     if self.output_activation_fn is not None: prev = self.output_activation_fn(prev)
     att_prev = state["cum"] + att_w if self.cumulate_att_w else att_w     # `cum` starts at zero: no first-step branch
@@ -432,7 +471,7 @@ def _infer_step(self: Decoder, ctx, mem, state, use_att_constraint=False, backwa
 @patch
 def _infer_chunk(self: Decoder, ctx, state, n: int, **opts):
     "`n` steps -> (state, outs (n, B, odim*r + r), att_ws (n, B, T))."
-    mem = AttMemory(ctx["h"], ctx["pre"], ctx["mask"], ctx["loc_w"], ctx["ta"], lambda z: torch.mm(z, ctx["w_dec"]),
+    mem = AttMemory(ctx["h"], ctx["pre"], ctx["mask"], ctx["loc_w"], ctx["ta"], lambda z: addmm_weights(None, z, ctx["w_dec"]),
                     ctx["ebias"], ctx["gvec"])
     outs, ws = [], []
     for _ in range(n):
@@ -482,13 +521,14 @@ def _graphed_chunk(self: Decoder, ctx, state, n, opts, max_graphs: int = 8) -> _
 @patch
 @torch.no_grad()
 def inference(self: Decoder, hs, hlens, cond=None, threshold=0.5, minlenratio=0.0, maxlenratio=10.0,
-              use_att_constraint=False, backward_window=1, forward_window=3, cuda_graph=False, chunk=None):
+              use_att_constraint=False, backward_window=1, forward_window=3, cuda_graph=False, chunk=None, quantize=None):
     "Autoregressive decoding of a padded batch; each item stops on its own stop token or length limit."
     B, r, dev, odim = hs.size(0), self.r, hs.device, self.odim
     if cuda_graph and dev.type != "cuda": raise ValueError(f"cuda_graph=True needs the model on a CUDA device, not {dev}")
+    _check_quantize(quantize, dev)
     hlens = hlens.to(dev)
     maxlen, minlen = (hlens.double() * maxlenratio).long().tolist(), (hlens.double() * minlenratio).long().tolist()
-    ctx, state = self._infer_init(hs, hlens, cond, use_att_constraint)
+    ctx, state = self._infer_init(hs, hlens, cond, use_att_constraint, quantize)
     opts, n = dict(use_att_constraint=use_att_constraint, backward_window=backward_window, forward_window=forward_window), chunk or (16 if cuda_graph else 1)
     if cuda_graph: run = self._graphed_chunk(ctx, state, n, opts)
     else:

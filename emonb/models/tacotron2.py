@@ -296,7 +296,7 @@ def cuda_graphs(self: Tacotron2Controllable, enable: bool = True, **kw) -> Tacot
 @torch.no_grad()
 def inference_batch(self: Tacotron2Controllable, text, text_lengths, emo_labs=None, emo_feats=None, ref_feats=None,
                     ref_feats_lengths=None, threshold=0.5, minlenratio=0.0, maxlenratio=10.0, use_att_constraint=False,
-                    backward_window=1, forward_window=3, cuda_graph=False):
+                    backward_window=1, forward_window=3, cuda_graph=False, quantize=None):
     "Synthesise a padded batch -> dict(feat_gen (B, L, odim), prob (B, L), att_w (B, L/r, T+1), feat_lengths (B,), + conditioning used)."
     text = text[:, :int(text_lengths.max())]
     self._check_text(text, text_lengths)
@@ -306,15 +306,15 @@ def inference_batch(self: Tacotron2Controllable, text, text_lengths, emo_labs=No
     cond, _, used = self._condition(text.size(0), emo_labs, emo_feats, ref_feats, ref_feats_lengths, infer=True)
     hs, hlens = self.enc(xs, ilens, mask_pad=True)
     hs, dec_cond = self._fuse(hs, cond)
-    outs, probs, att_ws, olens = self.dec.inference(hs, hlens, dec_cond, threshold, minlenratio, maxlenratio,
-                                                    use_att_constraint, backward_window, forward_window, cuda_graph)
+    outs, probs, att_ws, olens = self.dec.inference(hs, hlens, dec_cond, threshold, minlenratio, maxlenratio, use_att_constraint,
+                                                    backward_window, forward_window, cuda_graph, quantize=quantize)
     return dict(feat_gen=outs, prob=probs, att_w=att_ws, feat_lengths=olens, **used)
 
 @patch
 @torch.no_grad()
 def inference(self: Tacotron2Controllable, text, emo_labs=None, emo_feats=None, ref_feats=None, threshold=0.5,
               minlenratio=0.0, maxlenratio=10.0, use_att_constraint=False, backward_window=1, forward_window=3,
-              use_teacher_forcing=False, feats=None, cuda_graph=False):
+              use_teacher_forcing=False, feats=None, cuda_graph=False, quantize=None):
     "Synthesise one text (T,) -> dict(feat_gen (L, odim), prob (L,), att_w (L/r, T+1), + conditioning used)."
     text = torch.as_tensor(text)
     if text.dim() != 1: raise ValueError(f"inference takes one text (T,); use inference_batch for {tuple(text.shape)}")
@@ -332,7 +332,7 @@ def inference(self: Tacotron2Controllable, text, emo_labs=None, emo_feats=None, 
         after, _, _, att_ws = self._forward(xs, ilens, feats[None], cond)
         return dict(feat_gen=after[0], att_w=att_ws[0], **one(used))
     res = self.inference_batch(text[None], tl, emo_labs, emo_feats, ref, rl, threshold, minlenratio, maxlenratio,
-                               use_att_constraint, backward_window, forward_window, cuda_graph)
+                               use_att_constraint, backward_window, forward_window, cuda_graph, quantize)
     n = int(res.pop("feat_lengths")[0])
     out = one(res)
     out.update(feat_gen=out["feat_gen"][:n], prob=out["prob"][:n], att_w=out["att_w"][:n // self.reduction_factor])
@@ -422,8 +422,8 @@ def _variants(ours, device, cuda_graph) -> dict:
     return {"emonb": ours} | ({"emonb_graph": copy.deepcopy(ours).cuda_graphs()} if (on_cuda and cuda_graph is not False) else {})
 
 def _ratios(row, esp):
-    "speedup (and speedup_graph) = emonb frames/s over ESPnet2's; None without ESPnet2."
-    for k in [k for k in ("emonb", "emonb_graph") if k in row]:
+    "speedup (and speedup_graph, speedup_int8) = emonb frames/s over ESPnet2's; None without ESPnet2."
+    for k in [k for k in ("emonb", "emonb_graph", "emonb_int8") if k in row]:
         row["speedup" + k[5:]] = row[k]["frames_per_s"] / row["espnet2"]["frames_per_s"] if esp is not None else None
     return row
 
@@ -451,17 +451,18 @@ def bench_tts_train(size="default", batch_size=8, n_tokens=80, n_frames=400, ste
 
 # %% ../../nbs/09_models.tacotron2.ipynb #509c6259
 def bench_tts_inference(size="default", batch_sizes=(1, 8), n_tokens=80, n_frames=400, repeats=3, device="cpu", peer=True,
-                        seed=0, idim=80, odim=80, cuda_graph=None, hop_length=256, fs=22050) -> dict:
-    "Inference speed (frames/s, and real-time factor at `hop_length`/`fs`) of emonb vs ESPnet2 per batch size."
+                        seed=0, idim=80, odim=80, cuda_graph=None, int8=None, hop_length=256, fs=22050) -> dict:
+    "Inference speed (frames/s, and real-time factor at `hop_length`/`fs`) of emonb (float; CUDA graphs on CUDA, int8 weights on CPU) vs ESPnet2 per batch size."
     name, conf = _bench_conf(size)
     ours, esp, note = _bench_models(conf, idim, odim, seed, peer, device)
     ours.eval(); esp = esp.eval() if esp is not None else None
+    if int8 is None: int8 = str(device) == "cpu" and hasattr(torch.ops.aten, "_weight_int8pack_mm")
     kw = dict(threshold=2.0, maxlenratio=n_frames / (n_tokens + 1))            # never stops early: fixed lengths
-    def run_ours(text, tl, graph=False): return int(ours.inference_batch(text, tl, cuda_graph=graph, **kw)["feat_lengths"].sum())
+    def run_ours(text, tl, **opts): return int(ours.inference_batch(text, tl, **kw, **opts)["feat_lengths"].sum())
     def run_esp(text, tl):
         with torch.no_grad(): return sum(esp.inference(text[j, :int(tl[j])], **kw)["feat_gen"].size(0) for j in range(len(tl)))
-    runs = {"emonb": run_ours} | ({"emonb_graph": lambda t, l: run_ours(t, l, True)} if len(_variants(ours, device, cuda_graph)) > 1 else {})
-    runs |= {"espnet2": run_esp} if esp is not None else {}
+    runs = {"emonb": run_ours} | ({"emonb_graph": lambda t, l: run_ours(t, l, cuda_graph=True)} if len(_variants(ours, device, cuda_graph)) > 1 else {})
+    runs |= ({"emonb_int8": lambda t, l: run_ours(t, l, quantize="int8")} if int8 else {}) | ({"espnet2": run_esp} if esp is not None else {})
     out = dict(task="inference", size=name, conf=conf, device=str(device), threads=torch.get_num_threads(),
                n_tokens=n_tokens, n_frames=n_frames, hop_length=hop_length, fs=fs, results=[])
     for bs in batch_sizes:
@@ -487,7 +488,7 @@ def format_bench(*results: dict) -> str:
     def fmt(r): return f"{r['frames_per_s']:.0f}" if "frames_per_s" in r else r.get("error", "")
     for res in results:
         for r in [res] if res["task"] == "train" else res["results"]:
-            for k, label in (("emonb", ""), ("emonb_graph", ", CUDA graph")):
+            for k, label in (("emonb", ""), ("emonb_graph", ", CUDA graph"), ("emonb_int8", ", int8 weights")):
                 if k not in r: continue
                 sp = r["speedup" + k[5:]]
                 rtf = f"{r[k]['rtf']:.4f}" if "rtf" in r[k] else "-"
