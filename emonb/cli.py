@@ -352,7 +352,7 @@ def _factor(s: str) -> tuple:
             arg("--sharpen", type=float, default=1.0, help="spectral sharpening of the mel before the vocoder (0: none)"),
             arg("--maxlenratio", type=float, default=10.0, help="stop decoding after this many frames per input token"),
             arg("--threshold", type=float, default=0.5, help="stop-token probability that ends decoding"),
-            arg("--quantize", choices=["int8"], default=None, help="decode with int8 LSTM weights (CPU: faster at batch 1)"),
+            arg("--quantize", choices=["int8"], default=None, help="decode with int8 decoder weights (CPU: faster at batch 1)"),
             arg("--plots", action="store_true", help="also write a mel + attention plot per sentence"))
 def synth_cmd(args):
     "Synthesise TEXT (and the lines of --text_file) with a trained run, one wav per sentence."
@@ -385,7 +385,7 @@ def synth_cmd(args):
             arg("--batch_size", type=int, default=8, help="sentences synthesised together"),
             arg("--griffin_lim_iters", type=int, default=32, help="Griffin-Lim iterations"),
             arg("--sharpen", type=float, default=1.0, help="spectral sharpening of the mel before the vocoder (0: none)"),
-            arg("--quantize", choices=["int8"], default=None, help="decode with int8 LSTM weights (CPU)"))
+            arg("--quantize", choices=["int8"], default=None, help="decode with int8 decoder weights (CPU)"))
 def evaluate_cmd(args):
     "Evaluate a trained run with emonb.evaluate.evaluate_model; prints the report and writes metrics.json and report.md."
     from emonb.inference import Text2Speech

@@ -85,7 +85,7 @@ class Text2Speech:
     "Emotional TTS from a trained run: `t2s(text, emo_labs=..., emo_feats=..., ref_audio=...) -> Synthesis`."
     decode_defaults = dict(threshold=0.5, minlenratio=0.0, maxlenratio=10.0, use_att_constraint=False,
                            backward_window=1, forward_window=3, cuda_graph=None,   # None: on when the device is CUDA
-                           quantize=None)                                           # "int8": int8 LSTM weights (CPU)
+                           quantize=None)                                           # "int8": int8 decoder weights (CPU)
     vocoder_options = ("n_iter", "momentum", "power", "sharpen")
     vocoder_defaults = dict(sharpen=1.0)                  # model output is over-smoothed across frequency
 

@@ -424,8 +424,8 @@ def _variants(ours, device, cuda_graph) -> dict:
 def _ratios(row, esp):
     "speedup (and speedup_graph, speedup_int8): median over repeats of ESPnet2's time over emonb's (same frames); None without ESPnet2."
     for k in [k for k in ("emonb", "emonb_graph", "emonb_int8") if k in row]:
-        paired = zip(row["espnet2"]["times_s"], row[k]["times_s"]) if esp is not None else None
-        row["speedup" + k[5:]] = statistics.median(e / o for e, o in paired) if esp is not None else None
+        row["speedup" + k[5:]] = (statistics.median(e / o for e, o in zip(row["espnet2"]["times_s"], row[k]["times_s"]))
+                                  if esp is not None else None)
     return row
 
 def bench_tts_train(size="default", batch_size=8, n_tokens=80, n_frames=400, steps=3, device="cpu", peer=True,
