@@ -14,7 +14,7 @@ from typing import Callable
 __all__ = ['SUBCOMMANDS', 'USER_ERRORS', 'TRAIN_CLI_OPTIONS', 'BENCHMARKS', 'arg', 'Subcommand', 'subcommand', 'UsageError',
            'build_parser', 'main', 'make_corpus_cmd', 'prepare_cmd', 'collect_stats_cmd', 'extract_prosody_cmd',
            'parse_train_args', 'default_eval_dir', 'train_cmd', 'mean_f0', 'evaluate_run', 'write_report', 'synth_cmd',
-           'evaluate_cmd', 'bench_cmd']
+           'evaluate_cmd', 'export_cmd', 'bench_cmd']
 
 # %% ../nbs/17_cli.ipynb #aea3c05f
 def arg(*flags, **kwargs) -> tuple:
@@ -94,16 +94,27 @@ def main(argv: list | None = None) -> int:
             arg("--speaker", default="f1", help="speaker id used in utterance ids and utt2spk"),
             arg("--splits", type=int, nargs=3, default=[48, 6, 6], metavar=("TRAIN", "DEV", "EVAL"),
                 help="number of sentences in train, dev and eval (must add up to the number of sentences)"),
-            arg("--n-sentences", type=int, default=None, metavar="N", help="use only the first N built-in sentences (for quick tries)"),
+            arg("--n-sentences", type=int, default=None, metavar="N",
+                help="use only the first N built-in sentences (for quick tries); with --base: compose N (default 4000)"),
+            arg("--base", action="store_true", help="the base voice's corpus: grammar sentences, each in one emotion (needs --out)"),
             arg("--force", action="store_true", help="overwrite an existing corpus"))
 def make_corpus_cmd(args):
     "Synthesise every built-in sentence in every emotion (neutral, happy, sad, angry) with espeak-ng SSML prosody, and write wav/*.flac, train/dev/eval data dirs and manifest.yaml."
-    from emonb.data.corpus import make_corpus, SENTENCES
+    from emonb.data.corpus import make_corpus, make_base_corpus, SENTENCES
+    if args.base: return _make_base_corpus(args, make_base_corpus)
     sents = SENTENCES if args.n_sentences is None else SENTENCES[:args.n_sentences]
     if args.n_sentences is not None and not 1 <= args.n_sentences <= len(SENTENCES):
         raise UsageError(f"--n-sentences must be between 1 and {len(SENTENCES)}, got {args.n_sentences}")
     m = make_corpus(args.out, seed=args.seed, sentences=sents, voice=args.voice, speaker=args.speaker,
                     splits=tuple(args.splits), overwrite=args.force, progress=True)
+    print(f"wrote {len(m['utterances'])} utterances ({', '.join(f'{k} {len(v)} sentences' for k, v in m['splits'].items())})")
+
+def _make_base_corpus(args, make_base_corpus):
+    if args.out is None: raise UsageError("--base needs --out (the base corpus is not part of the repository)")
+    n = 4000 if args.n_sentences is None else args.n_sentences
+    if n < 2: raise UsageError(f"--n-sentences must be at least 2 with --base, got {n}")
+    m = make_base_corpus(args.out, n_sentences=n, n_dev=min(100, max(1, n // 10)), seed=args.seed, voice=args.voice,
+                         speaker=args.speaker, overwrite=args.force, progress=True)
     print(f"wrote {len(m['utterances'])} utterances ({', '.join(f'{k} {len(v)} sentences' for k, v in m['splits'].items())})")
 
 # %% ../nbs/17_cli.ipynb #f70b985c
@@ -177,7 +188,7 @@ def extract_prosody_cmd(args):
     print(f"normaliser: {rep['stats_file']}")
 
 # %% ../nbs/17_cli.ipynb #18ea0811
-TRAIN_CLI_OPTIONS = ("synth", "eval_data_dir", "synth_model", "synth_iters", "num_threads")
+TRAIN_CLI_OPTIONS = ("synth", "eval_data_dir", "synth_model", "synth_iters", "intelligibility", "num_threads")
 
 def _train_task(prog: str = "emonb train"):
     "`TTSTask` whose parser says `prog` and has the post-training options."
@@ -195,6 +206,8 @@ def _train_task(prog: str = "emonb train"):
                            help="data dir of the sentences to synthesise (default: the 'eval' dir next to train_data_dir, else valid_data_dir)")
             g.add_argument("--synth_model", type=str_or_none, default=None, help="weights file in output_dir to synthesise with (default: emonb.inference.find_model_file)")
             g.add_argument("--synth_iters", type=int, default=32, help="Griffin-Lim iterations of the post-training synthesis")
+            g.add_argument("--intelligibility", type=str2bool, default=True,
+                           help="transcribe the synthesis with an offline recogniser: CER/WER beside the vocoded recordings'")
             g.add_argument("--num_threads", type=int, default=1,
                            help="torch CPU threads (0: torch's default); 1 is best for small models, and safe on a busy machine")
             return p
@@ -237,9 +250,13 @@ def train_cmd(args):
     if post["synth"]:
         eval_dir = Path(post["eval_data_dir"]) if post["eval_data_dir"] else default_eval_dir(targs)
         if eval_dir is None: print("no eval data dir: skipping the synthesis (give --eval_data_dir)"); return 0
-        m = evaluate_run(out, eval_dir, model_file=out/post["synth_model"] if post["synth_model"] else None, n_iter=post["synth_iters"])
+        m = evaluate_run(out, eval_dir, model_file=out/post["synth_model"] if post["synth_model"] else None, n_iter=post["synth_iters"],
+                         intelligibility=post["intelligibility"])
         print(f"focus rate {m['focus_rate']:.3f}; mean F0 by emotion " + ", ".join(f"{e} {v:.0f} Hz" for e, v in m["f0_mean_hz"].items())
               + f"; corpus order {'kept' if m['f0_order_matches'] else 'NOT kept'}; see {out/'report.md'}")
+        for k, r in m["intelligibility"].items():
+            if k != "goals": print(f"CER {k} sentences: synthesis {r['synthesis_all']['cer']:.2f}, vocoded recordings (ceiling) "
+                                   f"{r['vocoded']['cer']:.2f}, recordings {r['recordings']['cer']:.2f}")
     return 0
 
 # %% ../nbs/17_cli.ipynb #0cb7b12a
@@ -263,14 +280,15 @@ def _plot_synthesis(syn, path, title):
     fig.suptitle(title, fontsize=9); fig.tight_layout(); Path(path).parent.mkdir(parents=True, exist_ok=True); fig.savefig(path, dpi=72)
 
 # %% ../nbs/17_cli.ipynb #7aaa187c
-def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bool = True, progress: bool = True) -> dict:
+def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bool = True, progress: bool = True,
+                 intelligibility: bool = True) -> dict:
     "Synthesise the sentences of `eval_dir` in every emotion with the run in `exp_dir`; write wavs, plots, metrics.json, report.md."
     import json, soundfile as sf
     from tqdm.auto import tqdm
     from emonb.data.dataset import read_2column_text
     from emonb.feats.prosody import load_audio
     from emonb.inference import Text2Speech
-    from emonb.evaluate import focus_rate
+    from emonb.evaluate import focus_rate, intelligibility_report
     exp, eval_dir = Path(exp_dir), Path(eval_dir)
     for f in ("text", "wav.scp", "utt2emo"):
         if not (eval_dir/f).exists(): raise FileNotFoundError(f"{eval_dir/f}: eval data dir lacks {f}")
@@ -308,6 +326,7 @@ def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bo
              stopped_fraction=round(float(np.mean([r["stopped"] for r in rows])), 4),
              f0_mean_hz=f0, f0_order=order, corpus_f0_mean_hz=cf0, corpus_f0_order=corder,
              f0_order_matches=[e for e in order if e in cf0] == corder, utterances=rows)
+    m["intelligibility"] = intelligibility_report(t2s, eval_dir) if intelligibility else {}
     (exp/"metrics.json").write_text(json.dumps(m, indent=1))
     write_report(exp, m)
     return m
@@ -327,6 +346,11 @@ def write_report(exp_dir, m: dict) -> Path:
              "| emotion | focus rate | mean F0 (Hz) | corpus mean F0 (Hz) |", "|---|---|---|---|"]
     for e in m["emotions"]:
         lines.append(f"| {e} | {m['focus_rate_by_emotion'][e]:.3f} | {m['f0_mean_hz'][e]:.1f} | {m['corpus_f0_mean_hz'].get(e, float('nan')):.1f} |")
+    if m.get("intelligibility"):
+        from emonb.evaluate import format_intelligibility
+        lines += ["", "Intelligibility: an offline recogniser (pocketsphinx) on the synthesis of training sentences and of "
+                  "sentences in no training split, beside the recordings and the recordings through the same analysis and "
+                  "vocoder (the ceiling):", "", format_intelligibility(m["intelligibility"])]
     lines += ["", "Wavs and plots (log-mel, attention) are in `synth/`; all numbers in `metrics.json`.", ""]
     p = exp/"report.md"; p.write_text("\n".join(lines)); return p
 
@@ -385,7 +409,11 @@ def synth_cmd(args):
             arg("--batch_size", type=int, default=8, help="sentences synthesised together"),
             arg("--griffin_lim_iters", type=int, default=32, help="Griffin-Lim iterations"),
             arg("--sharpen", type=float, default=1.0, help="spectral sharpening of the mel before the vocoder (0: none)"),
-            arg("--quantize", choices=["int8"], default=None, help="decode with int8 decoder weights (CPU)"))
+            arg("--quantize", choices=["int8"], default=None, help="decode with int8 decoder weights (CPU)"),
+            arg("--no_intelligibility", action="store_true", help="skip the recogniser (CER/WER of the synthesis)"),
+            arg("--train_data_dir", type=Path, default=None,
+                help="training sentences for the intelligibility (default: the run's train_data_dir, when present)"),
+            arg("--max_train_sentences", type=int, default=6, help="how many training sentences (each in every emotion)"))
 def evaluate_cmd(args):
     "Evaluate a trained run with emonb.evaluate.evaluate_model; prints the report and writes metrics.json and report.md."
     from emonb.inference import Text2Speech
@@ -396,10 +424,26 @@ def evaluate_cmd(args):
     out = args.out or (args.model if args.model.is_dir() else args.model.parent)/"eval"
     kw = dict(control_factors=()) if args.no_control else {}
     if args.no_intensity: kw["intensities"] = ()
-    m = evaluate_model(t2s, args.data_dir, out, max_utts=args.max_utts, batch_size=args.batch_size, progress=True, **kw)
+    m = evaluate_model(t2s, args.data_dir, out, max_utts=args.max_utts, batch_size=args.batch_size, progress=True,
+                       intelligibility=not args.no_intelligibility, train_dir=args.train_data_dir,
+                       max_train_sentences=args.max_train_sentences, **kw)
     report = format_report(m)
     Path(out, "report.md").write_text(report + "\n")
     print(report)
+
+# %% ../nbs/17_cli.ipynb #d1c52037
+@subcommand("export", "write a trained run as a self-contained model folder (weights, config, tokens, statistics, checksums)",
+            arg("run", type=Path, help="run folder (holding config.yaml)"),
+            arg("out", type=Path, help="the model folder to write"),
+            arg("--model_file", type=Path, default=None, help="weights to export (default: the run's preferred file)"),
+            arg("--readme", type=Path, default=None, help="a text file whose content opens the folder's README.md"),
+            arg("--force", action="store_true", help="replace an existing folder"))
+def export_cmd(args):
+    "Export RUN to OUT with emonb.inference.export_model."
+    from emonb.inference import export_model, check_checksums
+    if args.readme is not None and not args.readme.exists(): raise FileNotFoundError(f"{args.readme}: readme text not found")
+    out = export_model(args.run, args.out, args.model_file, args.readme.read_text() if args.readme else "", overwrite=args.force)
+    print(f"wrote {out}: {', '.join(check_checksums(out))}")
 
 # %% ../nbs/17_cli.ipynb #3d0d2904
 def _bench_griffinlim(a):

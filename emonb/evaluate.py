@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_evaluate.ipynb #1bf11461
 from __future__ import annotations
-import json, math, warnings
+import json, math, re, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -13,18 +13,22 @@ import scipy.fft
 import soundfile as sf
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
-from .core import data_samples_dir, set_seed
+from .core import data_samples_dir, load_yaml, set_seed
 from .data.dataset import read_2column_text
-from .data.corpus import read_data_dir
+from .data.text import english_cleaner
+from .data.corpus import read_data_dir, HELDOUT_SENTENCES
+from .vocoder import Spectrogram2Wav
 from .feats.mel import LogMelFbank
 from .feats.prosody import ProsodyFactors, load_audio
 from .emotion import load_judge
 from .inference import Text2Speech, ExpStyleTTS, spearman, rankdata
 
 # %% auto #0
-__all__ = ['N_CEPS', 'MCD_CONST', 'CONTROL_FACTORS', 'mel_cepstrum', 'dtw_path', 'mcd', 'f0_track', 'f0_errors', 'compare_wavs',
-           'focus_rate', 'judge_emotions', 'control_correlation', 'is_monotone', 'intensity_curves',
-           'evaluate_utterances', 'evaluate_model', 'format_report', 'decode_agreement']
+__all__ = ['N_CEPS', 'MCD_CONST', 'CONTROL_FACTORS', 'INTELLIGIBILITY_GOALS', 'mel_cepstrum', 'dtw_path', 'mcd', 'f0_track',
+           'f0_errors', 'compare_wavs', 'focus_rate', 'words_only', 'Recognizer', 'error_rates', 'judge_emotions',
+           'control_correlation', 'is_monotone', 'intensity_curves', 'vocode', 'sentence_recordings', 'intelligibility',
+           'intelligibility_report', 'format_intelligibility', 'evaluate_utterances', 'evaluate_model', 'format_report',
+           'decode_agreement']
 
 # %% ../nbs/15_evaluate.ipynb #dccc5011
 N_CEPS = 24
@@ -85,6 +89,36 @@ def focus_rate(att_w) -> float:
     if a.ndim != 2 or a.size == 0: raise ValueError(f"attention must be a non-empty (steps, tokens) matrix, got shape {a.shape}")
     return float(a.max(1).mean())
 
+# %% ../nbs/15_evaluate.ipynb #e4eceb74
+def words_only(text: str) -> str:
+    "Text as a recogniser writes it: the English cleaner (lower case, numbers as words), then letters, ' and spaces."
+    return " ".join(re.sub(r"[^a-z' ]+", " ", english_cleaner(text)).split())
+
+class Recognizer:
+    "Offline US-English speech recognition: pocketsphinx with the acoustic and language models of its wheel."
+    def __init__(self, **config):
+        from pocketsphinx import Decoder
+        self.decoder = Decoder(loglevel="FATAL", **config)
+        self.fs = int(self.decoder.config["samprate"])
+
+    def __call__(self, wav, fs: int) -> str:
+        "The words heard in `wav` (float samples at `fs`; peak-normalised first, so loudness does not count)."
+        y = np.asarray(wav, np.float32).reshape(-1)
+        if fs != self.fs: y = librosa.resample(y, orig_sr=fs, target_sr=self.fs)
+        y = 0.9 * y / max(float(np.abs(y).max(initial=0.0)), 1e-8)
+        self.decoder.start_utt(); self.decoder.process_raw((y * 32767).astype(np.int16).tobytes(), full_utt=True)
+        self.decoder.end_utt()
+        hyp = self.decoder.hyp()
+        return words_only(hyp.hypstr) if hyp is not None else ""
+
+def error_rates(refs, hyps) -> dict:
+    "Character and word error rates over all of `hyps` (recogniser outputs) against the texts `refs` (jiwer)."
+    import jiwer
+    refs, hyps = [words_only(r) for r in refs], [words_only(h) for h in hyps]
+    if not refs or not all(refs) or len(refs) != len(hyps):
+        raise ValueError(f"error_rates needs as many hypotheses as non-empty references, got {len(hyps)} and {len(refs)}")
+    return dict(cer=float(jiwer.cer(refs, hyps)), wer=float(jiwer.wer(refs, hyps)), n=len(refs))
+
 # %% ../nbs/15_evaluate.ipynb #72a06e3a
 def judge_emotions(wavs, labels, judge=None, emotions=None, uids=None) -> dict:
     "Judge soft labels of waveforms (at the judge's rate) vs intended labels (names or ids): accuracy, confusion (true x predicted), probs."
@@ -142,6 +176,71 @@ def intensity_curves(t2s: Text2Speech, texts, emotions=None, intensities=(0.0, 0
                       pitch_requested=asked, pitch_measured=got, pitch_spearman=spearman(asked, got),
                       pitch_monotone=is_monotone(up * np.asarray(got), tol))
     return out
+
+# %% ../nbs/15_evaluate.ipynb #1679b8e9
+def vocode(t2s: Text2Speech, wav) -> np.ndarray:
+    "`wav` (at `t2s.fs`) through the model's mel front end and its Griffin-Lim settings, without sharpening."
+    voc = Spectrogram2Wav.from_feats_extract(t2s.model.feats_extract, n_iter=t2s.vocoder.n_iter, sharpen=0.0)
+    mel, lens = t2s.model.feats_extract(torch.as_tensor(np.asarray(wav, np.float32))[None])
+    return voc(mel, lens)[0].numpy()
+
+def sentence_recordings(data_dir, max_sentences: int | None = None) -> tuple[list, list]:
+    "The first `max_sentences` distinct sentences of Kaldi dir `data_dir`, and `(text, wav path)` of all their recordings."
+    rows = read_data_dir(data_dir)
+    if not rows: raise ValueError(f"{data_dir}: no utterances")
+    sents = list(dict.fromkeys(r["text"] for r in rows.values()))[:max_sentences]
+    return sents, [(r["text"], r["wav"]) for r in rows.values() if r["text"] in set(sents)]
+
+# %% ../nbs/15_evaluate.ipynb #56d6cb8a
+def intelligibility(t2s: Text2Speech, sentences, recordings=(), recognizer: Recognizer | None = None, emotions=None,
+                    batch_size: int = 8, **options) -> dict:
+    "CER/WER of `sentences` synthesised in each emotion; of `recordings` (`(text, wav)`) raw and vocoded (the ceiling)."
+    asr, emotions = recognizer or Recognizer(), list(emotions or t2s.emotions)
+    hyps = {}
+    for e in emotions:
+        outs = [o for s in range(0, len(sentences), batch_size)
+                for o in t2s.synthesize_batch(list(sentences[s:s + batch_size]), emo_labs=e, **options)]
+        hyps[e] = [asr(o.wav, o.fs) for o in outs]
+    res = dict(n_sentences=len(sentences), synthesis={e: error_rates(sentences, h) for e, h in hyps.items()},
+               synthesis_all=error_rates(list(sentences) * len(emotions), [x for e in emotions for x in hyps[e]]),
+               transcripts={e: dict(zip(sentences, h)) for e, h in hyps.items()})
+    if recordings:
+        texts, ys = [t for t, _ in recordings], [load_audio(w, t2s.fs) for _, w in recordings]
+        res["recordings"] = error_rates(texts, [asr(y, t2s.fs) for y in ys])
+        res["vocoded"] = error_rates(texts, [asr(vocode(t2s, y), t2s.fs) for y in ys])
+        res["cer_to_ceiling"] = res["synthesis_all"]["cer"] / max(res["vocoded"]["cer"], 1e-6)
+    return res
+
+# %% ../nbs/15_evaluate.ipynb #8b6a9cc0
+INTELLIGIBILITY_GOALS = dict(train=1.15, new=1.25)
+
+def intelligibility_report(t2s: Text2Speech, eval_dir, train_dir=None, max_train_sentences: int = 6,
+                           new_sentences=HELDOUT_SENTENCES, recognizer: Recognizer | None = None, **options) -> dict:
+    "Intelligibility on training sentences and on new ones (`eval_dir`'s and `new_sentences`), with the goals."
+    asr, out = recognizer or Recognizer(), {}
+    train_dir = train_dir or getattr(t2s.args, "train_data_dir", None)
+    if train_dir and (Path(train_dir)/"wav.scp").exists():
+        out["train"] = intelligibility(t2s, *sentence_recordings(train_dir, max_train_sentences), asr, **options)
+    sents, recs = sentence_recordings(eval_dir)
+    out["new"] = intelligibility(t2s, sents + [s for s in new_sentences if s not in sents], recs, asr, **options)
+    out["goals"] = {f"CER <= {g}x ceiling, {k} sentences, every emotion":
+                    all(r["cer"] <= g * out[k]["vocoded"]["cer"] for r in out[k]["synthesis"].values())
+                    for k, g in INTELLIGIBILITY_GOALS.items() if k in out}
+    return out
+
+def format_intelligibility(iq: dict) -> str:
+    "Markdown table of `intelligibility_report`: CER / WER of recordings, the ceiling and the synthesis per emotion."
+    emos = list(next(iter(v for k, v in iq.items() if k != "goals"))["synthesis"])
+    cell = lambda r: f"{r['cer']:.2f} / {r['wer']:.2f}"
+    lines = ["| sentences | recordings | vocoded (ceiling) | " + " | ".join(emos) + " | all | all / ceiling |",
+             "|---" * (len(emos) + 5) + "|"]
+    for k, r in iq.items():
+        if k == "goals": continue
+        lines.append(f"| {k} ({r['n_sentences']}) | {cell(r['recordings'])} | {cell(r['vocoded'])} | "
+                     + " | ".join(cell(r["synthesis"][e]) for e in emos)
+                     + f" | {cell(r['synthesis_all'])} | {r['cer_to_ceiling']:.2f}x |")
+    return "\n".join(lines + ["", "CER / WER (pocketsphinx, offline). " +
+                              "; ".join(f"{g}: {'met' if ok else 'NOT met'}" for g, ok in iq["goals"].items())])
 
 # %% ../nbs/15_evaluate.ipynb #fbdc1ebb
 def _plot_confusion(conf, emotions, path, title):
@@ -202,7 +301,7 @@ def evaluate_utterances(t2s: Text2Speech, data_dir, out_dir, judge=None, max_utt
 def evaluate_model(t2s, data_dir=None, out_dir="eval", judge=None, max_utts: int | None = None,
                    control_factors=CONTROL_FACTORS, control_values=(0.1, 0.3, 0.5, 0.7, 0.9), control_texts: int = 3,
                    intensities=(0.0, 0.25, 0.5, 0.75, 1.0), batch_size: int = 8, seed: int = 0, progress: bool = False,
-                   **options) -> dict:
+                   intelligibility: bool = True, train_dir=None, max_train_sentences: int = 6, **options) -> dict:
     "Evaluate a `Text2Speech` (or a run folder) on Kaldi dir `data_dir` (default: corpus eval); write `metrics.json` + plots to `out_dir`."
     if not isinstance(t2s, Text2Speech): t2s = Text2Speech.from_pretrained(t2s)
     data_dir = Path(data_dir) if data_dir is not None else data_samples_dir()/"eval"
@@ -222,6 +321,8 @@ def evaluate_model(t2s, data_dir=None, out_dir="eval", judge=None, max_utts: int
     set_seed(seed)
     curves = intensity_curves(t2s, texts, intensities=intensities, judge=judge, **options) if intensities else {}
     if curves: _plot_intensity(curves, out_dir/"intensity.png")
+    set_seed(seed)
+    iq = intelligibility_report(t2s, data_dir, train_dir, max_train_sentences, batch_size=batch_size, **options) if intelligibility else {}
     m = dict(model=str(getattr(t2s, "model_file", "")), data_dir=str(data_dir), n_utts=len(recs),
              mcd=_nanmean([r["mcd"] for r in recs]), mcd_std=float(np.nanstd([r["mcd"] for r in recs])),
              f0_rmse=_nanmean([r["f0_rmse"] for r in recs]), f0_bias=_nanmean([r["f0_bias"] for r in recs]),
@@ -229,9 +330,9 @@ def evaluate_model(t2s, data_dir=None, out_dir="eval", judge=None, max_utts: int
              duration_ratio=_nanmean([r["duration_ratio"] for r in recs]),
              judge_accuracy=acc, judge_confusion=conf.tolist(), emotions=list(E),
              control={f: {k: c[k] for k in ("values", "measured_mean", "spearman", "pearson", "spearman_per_text")} for f, c in control.items()},
-             intensity=curves, control_texts=texts, options={k: v for k, v in options.items()})
+             intensity=curves, control_texts=texts, intelligibility=iq, options={k: v for k, v in options.items()})
     m["f0_rmse_cents"] = m["f0_rmse"] * 1200 / math.log(2)
-    m["goals"] = {"judge_accuracy >= 0.95": acc >= 0.95,
+    m["goals"] = {**iq.get("goals", {}), "judge_accuracy >= 0.95": acc >= 0.95,
                   **{f"control spearman {f} >= 0.95": bool(c["spearman"] >= 0.95) for f, c in control.items()},
                   "intensity monotone (pitch follows the label)": bool(curves) and all(c["pitch_monotone"] for c in curves.values()),
                   "intensity monotone (judge probability)": bool(curves) and all(c["monotone"] for c in curves.values())}
@@ -254,6 +355,7 @@ def format_report(m: dict) -> str:
     lines += [f"| intensity -> measured pitch ({k}): Spearman with requested, monotone | {f(v['pitch_spearman'])}, {v['pitch_monotone']} |"
               for k, v in m["intensity"].items()]
     lines += [f"| intensity -> judge P({k}): Spearman, monotone | {f(v['spearman'])}, {v['monotone']} |" for k, v in m["intensity"].items()]
+    if m.get("intelligibility"): lines += ["", "Intelligibility (words first):", "", format_intelligibility(m["intelligibility"])]
     lines += ["", "Goals: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in m["goals"].items())]
     return "\n".join(lines)
 

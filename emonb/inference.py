@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_inference.ipynb #336881b6
 from __future__ import annotations
-import math, re, warnings
+import hashlib, math, re, shutil, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -13,8 +13,8 @@ import librosa
 import soundfile as sf
 from matplotlib.figure import Figure
 from fastcore.basics import patch
-from .core import data_samples_dir, get_device, save_yaml, set_seed
-from .data.text import TextProcessor
+from .core import data_samples_dir, get_device, load_yaml, save_yaml, set_seed
+from .data.text import TextProcessor, save_token_list
 from .data.dataset import EmoDataset, read_2column_text
 from .feats.prosody import FACTOR_NAMES, ProsodyFactors, ProsodyNormalizer, count_tokens
 from .task import TTSTask
@@ -22,8 +22,8 @@ from .train import Trainer, TrainerOptions
 from .vocoder import Spectrogram2Wav
 
 # %% auto #0
-__all__ = ['TINY_TTS_CONF', 'MODEL_PREFERENCE', 'tiny_experiment', 'find_model_file', 'Text2Speech', 'Synthesis', 'rankdata',
-           'spearman', 'ExpStyleTTS']
+__all__ = ['TINY_TTS_CONF', 'MODEL_PREFERENCE', 'tiny_experiment', 'find_model_file', 'Text2Speech', 'Synthesis', 'file_sha256',
+           'check_checksums', 'export_model', 'model_readme', 'rankdata', 'spearman', 'ExpStyleTTS']
 
 # %% ../nbs/14_inference.ipynb #9652581e
 TINY_TTS_CONF = dict(embed_dim=32, eunits=32, econv_chans=32, adim=32, aconv_chans=8, dunits=64, prenet_units=32,
@@ -431,6 +431,64 @@ def __call__(self: Text2Speech, text: str, ref_audio=None, emo_labs=None, emo_fe
     if not isinstance(text, str): raise TypeError(f"text must be a str (use synthesize_batch for several), got {type(text).__name__}")
     return self.synthesize_batch([text], ref_audio, emo_labs, emo_feats, emo_feats_delta, intensity, ref_text,
                                  match_energy, **options)[0]
+
+# %% ../nbs/14_inference.ipynb #72f391ff
+def file_sha256(path) -> str:
+    "Hex SHA-256 of a file."
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+def check_checksums(model_dir) -> list:
+    "Verify every file listed in `model_dir/SHA256SUMS`; errors name the file that is missing or differs."
+    d = Path(model_dir); sums = d/"SHA256SUMS"
+    if not sums.exists(): raise FileNotFoundError(f"{sums}: not found")
+    names = []
+    for n, line in enumerate(sums.read_text().splitlines(), 1):
+        digest, _, name = line.partition("  ")
+        if not name or len(digest) != 64: raise ValueError(f"{sums}:{n}: expected '<sha256>  <file>', got {line!r}")
+        if not (d/name).exists(): raise FileNotFoundError(f"{d/name}: listed in {sums.name} but missing")
+        if file_sha256(d/name) != digest: raise ValueError(f"{d/name}: differs from its checksum in {sums.name}")
+        names.append(name)
+    return names
+
+# %% ../nbs/14_inference.ipynb #f7576b20
+def export_model(run_dir, out_dir, model_file=None, readme: str = "", overwrite: bool = False) -> Path:
+    "A self-contained model folder from run `run_dir`: weights, config, tokens, statistics, README, `SHA256SUMS`."
+    run, out = Path(run_dir), Path(out_dir)
+    if out.exists() and not overwrite: raise FileExistsError(f"{out} exists; pass overwrite=True (--force) to replace it")
+    model_file = Path(model_file) if model_file is not None else find_model_file(run)
+    t2s = Text2Speech.from_pretrained(model_file, run/"config.yaml")          # the weights fit the config
+    if t2s.normalizer is None: raise FileNotFoundError(f"{run}: no prosody statistics (stats/prosody/prosody_stats.npz)")
+    conf = load_yaml(run/"config.yaml")
+    stats = Path((conf.get("normalize_conf") or {}).get("stats_file") or run/"stats/train/feats_stats.npz")
+    conf.update(output_dir=None, stats_dir=None, init_param=[], train_emo_feats=None, valid_emo_feats=None,
+                train_shape_file=None, valid_shape_file=None, resume=False)
+    conf["normalize_conf"] = {**(conf.get("normalize_conf") or {}), "stats_file": "feats_stats.npz"}   # beside config.yaml
+    tmp = out.parent/f".{out.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True); (tmp/"prosody").mkdir(parents=True)
+    try:
+        shutil.copyfile(model_file, tmp/"model.pth"); shutil.copyfile(stats, tmp/"feats_stats.npz")
+        t2s.normalizer.save(tmp/"prosody/prosody_stats.npz"); save_yaml(conf, tmp/"config.yaml")
+        save_token_list(TTSTask.token_list(t2s.args), tmp/"tokens.txt")
+        (tmp/"README.md").write_text(model_readme(run, model_file, t2s, readme))
+        files = ["model.pth", "config.yaml", "tokens.txt", "feats_stats.npz", "prosody/prosody_stats.npz", "README.md"]
+        (tmp/"SHA256SUMS").write_text("".join(f"{file_sha256(tmp/f)}  {f}\n" for f in files))
+        if out.exists(): shutil.rmtree(out)
+        tmp.rename(out)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+def model_readme(run, model_file, t2s: Text2Speech, text: str = "") -> str:
+    "README of an exported model: `text`, then where it came from and its last epoch's losses."
+    log = (Path(run)/"train.log").read_text().splitlines() if (Path(run)/"train.log").exists() else []
+    last = [l.split(" INFO ", 1)[-1] for l in log if " INFO epoch " in l][-1:]
+    a = t2s.args
+    return "\n".join([f"# {Path(run).name}", "", text.strip(), "",
+                      f"- weights: `{Path(model_file).name}` of run `{run}`; token type `{a.token_type}` ({len(TTSTask.token_list(a))} tokens); "
+                      f"emotions {list(a.emotions)}; fusion `{a.tts_conf.get('fusion')}`",
+                      f"- last epoch: `{last[0] if last else '?'}`",
+                      "- load: `Text2Speech.from_pretrained(this_folder)`; fine-tune: `--init_param this_folder/model.pth` "
+                      "with `--token_list this_folder/tokens.txt` and this folder's `feats_stats.npz`",
+                      "- `sha256sum -c SHA256SUMS` (or `emonb.inference.check_checksums`) verifies the files", ""])
 
 # %% ../nbs/14_inference.ipynb #1ff8dcf2
 def rankdata(x) -> np.ndarray:

@@ -5,6 +5,7 @@
 # %% ../../nbs/04_data.corpus.ipynb #6195c102
 from __future__ import annotations
 import csv, functools, io, re, shutil, subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -15,12 +16,13 @@ from ..core import data_samples_dir, load_yaml, save_yaml
 from .dataset import EMOTIONS, read_2column_text
 
 # %% auto #0
-__all__ = ['DEFAULT_PROFILES', 'PROFILE_ORDER', 'SENTENCES', 'KALDI_FILES', 'CORPUS_VERSION', 'COMMON_EMOTIONS',
-           'EMOTION_ALIASES', 'RAVDESS_EMOTIONS', 'RAVDESS_STATEMENTS', 'CREMAD_EMOTIONS', 'CREMAD_SENTENCES',
-           'CSV_COLUMNS', 'IMPORTERS', 'EmotionProfile', 'espeak_version', 'trim_silence', 'prosody_attrs',
-           'prosody_ssml', 'check_voice', 'synthesize_utterance', 'utterance_prosody', 'split_sentences',
-           'write_data_dir', 'read_data_dir', 'make_corpus', 'normalize_emotion', 'esd_split', 'prepare_esd',
-           'prepare_ravdess', 'prepare_cremad', 'prepare_csv']
+__all__ = ['DEFAULT_PROFILES', 'PROFILE_ORDER', 'SENTENCES', 'VOCABULARY', 'TEMPLATES', 'HELDOUT_SENTENCES', 'KALDI_FILES',
+           'CORPUS_VERSION', 'COMMON_EMOTIONS', 'EMOTION_ALIASES', 'RAVDESS_EMOTIONS', 'RAVDESS_STATEMENTS',
+           'CREMAD_EMOTIONS', 'CREMAD_SENTENCES', 'CSV_COLUMNS', 'IMPORTERS', 'EmotionProfile', 'fill_template',
+           'compose_sentences', 'espeak_version', 'trim_silence', 'prosody_attrs', 'prosody_ssml', 'check_voice',
+           'synthesize_utterance', 'utterance_prosody', 'split_sentences', 'write_data_dir', 'read_data_dir',
+           'corpus_jobs', 'utterance_id', 'make_corpus', 'make_base_corpus', 'normalize_emotion', 'esd_split',
+           'prepare_esd', 'prepare_ravdess', 'prepare_cremad', 'prepare_csv']
 
 # %% ../../nbs/04_data.corpus.ipynb #36ae57c0
 @dataclass
@@ -85,6 +87,78 @@ SENTENCES = [
     "The concert was cancelled at the last minute.", "He keeps his tools in a wooden chest.",
     "The leaves turn red in autumn.", "I heard a strange noise in the attic.",
     "The shop on the corner sells flowers.", "They finally finished painting the fence.",
+]
+
+# %% ../../nbs/04_data.corpus.ipynb #a2b979b1
+VOCABULARY = dict(
+    name="Anna Ben Clara David Emma Frank Grace Henry Isabel Jack Laura Martin Nora Oliver Paula Rosa Samuel Tina "
+         "Victor Wendy Zoe George Judith Theo Ruth Charlotte Joshua Vivian Hugo Megan".split(),
+    relative="aunt uncle cousin father mother neighbour friend grandfather sister brother".split(),
+    adj="bright broken careful cheerful clumsy crooked dusty enormous fragile gentle golden heavy hollow huge "
+        "muddy narrow noisy old pale polished purple quiet rough rusty shiny silver smooth soft strange thick "
+        "tiny warm wet wooden yellow lazy frozen jolly vivid thirsty ugly".split(),
+    noun="apple basket blanket bottle candle carpet chair cheese coat cookie drawer envelope feather guitar "
+         "hammer helmet jacket kettle ladder lamp magazine mirror necklace notebook orange pencil pillow puzzle "
+         "radio ribbon saucer scarf shovel spoon sweater telescope ticket towel umbrella vase violin wallet "
+         "whistle treasure garage bicycle camera chocolate diamond engine fountain".split(),
+    plural="apples boxes candles coins cups eggs envelopes flowers glasses keys letters maps oranges pencils "
+           "plates shoes stamps tickets tools toys".split(),
+    animal="cat dog horse rabbit goose sheep monkey zebra giraffe squirrel owl frog tiger whale mouse pigeon "
+           "duck lamb bear wolf".split(),
+    number="two three four five six seven eight nine ten twelve twenty".split(),
+    verb=[v.split("/") for v in "find/found drop/dropped wash/washed carry/carried paint/painted fix/fixed "
+          "borrow/borrowed hide/hid lift/lifted measure/measured open/opened pack/packed push/pushed sell/sold "
+          "throw/threw wrap/wrapped choose/chose clean/cleaned move/moved bring/brought buy/bought catch/caught "
+          "keep/kept mend/mended polish/polished share/shared touch/touched".split()],
+    act=[v.split("/") for v in "laugh/laughed shout/shouted wait/waited whisper/whispered listen/listened "
+         "sleep/slept dance/danced sing/sang jump/jumped smile/smiled work/worked travel/travelled "
+         "shiver/shivered cry/cried rush/rushed wander/wandered".split()],
+    place=["in the kitchen", "near the station", "behind the school", "under the bridge", "at the zoo",
+           "inside the garage", "beside the lake", "on the roof", "by the harbour", "across the street",
+           "through the forest", "in the village", "at the airport", "next to the church", "outside the theatre",
+           "in the museum", "on the beach", "in the cellar", "by the factory", "on the ship"],
+    time=["yesterday", "this morning", "last night", "on Monday", "on Thursday", "in June", "at noon",
+          "after lunch", "every weekend", "before sunset", "in the winter", "at dawn", "three weeks ago",
+          "twice a year", "later tonight"],
+)
+
+TEMPLATES = [
+    "{name} {verb.past} the {adj} {noun} {place}.", "The {adj} {animal} {act.past} {place} {time}.",
+    "Did you {verb} the {noun} {time}?", "{name} will {verb} {number} {plural} {time}.",
+    "We {act.past} {place} while {name} {verb.past} the {noun}.", "Why is the {noun} so {adj}?",
+    "I think the {noun} {place} looks {adj}.", "{name} and {name} {act.past} {place} {time}.",
+    "Please {verb} the {noun} before {name} comes home.", "There are {number} {plural} {place}.",
+    "My {relative} {verb.past} a {adj} {noun} {time}.", "{name} asked whether the {animal} was {adj}.",
+    "When the {animal} {act.past}, {name} {verb.past} the {noun}.", "Could {name} {verb} my {noun} {time}?",
+    "What a {adj} {noun} that is!", "How many {plural} did {name} {verb} {time}?",
+    "The {noun} that {name} {verb.past} was {adj}.", "If you {verb} the {noun}, the {animal} will {act}.",
+]
+
+# %% ../../nbs/04_data.corpus.ipynb #fe2db7f9
+def fill_template(template: str, rng: np.random.Generator, vocabulary: dict = VOCABULARY) -> str:
+    "One sentence from `template`, each `{slot}` or `{slot.past}` filled with a random entry of `vocabulary`."
+    def word(m):
+        w = vocabulary[m[1]][rng.integers(len(vocabulary[m[1]]))]
+        return w[1 if m[2] else 0] if isinstance(w, (list, tuple)) else w
+    s = re.sub(r"\b([Aa]) (?=[aeiouAEIOU])", r"\1n ", re.sub(r"\{(\w+)(\.past)?\}", word, template))
+    return s[0].upper() + s[1:]
+
+def compose_sentences(n: int, seed: int = 0, exclude=(), templates=TEMPLATES, vocabulary=VOCABULARY) -> list:
+    "`n` distinct sentences from the grammar (reproducible from `seed`), none of them in `exclude` (case ignored)."
+    rng, seen, out = np.random.default_rng([seed, 7]), {s.lower() for s in exclude}, []
+    for _ in range(50 * n):
+        if len(out) == n: break
+        s = fill_template(templates[rng.integers(len(templates))], rng, vocabulary)
+        if s.lower() not in seen: seen.add(s.lower()); out.append(s)
+    if len(out) < n: raise ValueError(f"the grammar gives only {len(out)} distinct sentences; {n} were asked for")
+    return out
+
+# %% ../../nbs/04_data.corpus.ipynb #bf1d00c4
+HELDOUT_SENTENCES = [
+    "The kitchen window was open all afternoon.", "Everyone waited quietly for the bus to arrive.",
+    "A bright red kite flew over the houses.", "She carefully poured the milk into a glass.",
+    "Thunder rolled across the dark hills tonight.", "He usually jogs along the canal on Sundays.",
+    "The new bakery opens next to the post office.", "Our team practised hard for the final game.",
 ]
 
 # %% ../../nbs/04_data.corpus.ipynb #936a56c4
@@ -196,9 +270,23 @@ def read_data_dir(d) -> dict:
 # %% ../../nbs/04_data.corpus.ipynb #f9248421
 CORPUS_VERSION = "1.0"
 
+def corpus_jobs(n_sentences: int, emotions: list, pairing: str = "all", seed: int = 0) -> list:
+    "`(emotion, emotion index, sentence index)` of every utterance: each sentence in every emotion (`all`), or in one."
+    if pairing == "all": return [(e, ei, si) for si in range(n_sentences) for ei, e in enumerate(emotions)]
+    if pairing != "one": raise ValueError(f"pairing must be 'all' or 'one', got {pairing!r}")
+    order = np.random.default_rng([seed, 998]).permutation(n_sentences)    # emotions in turn over a seeded order
+    return sorted(((emotions[k % len(emotions)], k % len(emotions), int(si)) for k, si in enumerate(order)),
+                  key=lambda j: j[2])
+
+def utterance_id(speaker: str, emotion: str, sentence: int, n_sentences: int) -> str:
+    "`<speaker>_<emotion>_<sentence index>`, the index zero-padded to at least three digits."
+    return f"{speaker}_{emotion}_{sentence:0{max(3, len(str(n_sentences - 1)))}d}"
+
+# %% ../../nbs/04_data.corpus.ipynb #41e12756
 def make_corpus(out_dir=None, seed: int = 0, sentences: list | None = None, profiles: dict | None = None,
                 voice: str = "en-us+f3", speaker: str = "f1", splits=(48, 6, 6), sr: int = 22050,
-                only: list | None = None, overwrite: bool = False, progress: bool = False) -> dict:
+                only: list | None = None, overwrite: bool = False, progress: bool = False,
+                pairing: str = "all", n_jobs: int = 1, on_clip: str = "error") -> dict:
     "Generate the embedded corpus in `out_dir` (default `data_samples/`); returns the manifest."
     out_dir = Path(out_dir) if out_dir is not None else data_samples_dir()
     sentences = list(SENTENCES if sentences is None else sentences)
@@ -211,27 +299,36 @@ def make_corpus(out_dir=None, seed: int = 0, sentences: list | None = None, prof
         if not overwrite: raise FileExistsError(f"{out_dir/'manifest.yaml'} exists; pass overwrite=True (--force) to regenerate")
         for f in (out_dir/"wav").glob("*.flac"): f.unlink()
     (out_dir/"wav").mkdir(parents=True, exist_ok=True)
-    recs, prosody = {k: [] for k in split_of}, {}
-    jobs = [(e, ei, si) for si in range(len(sentences)) for ei, e in enumerate(profiles)]
+    uid = lambda e, si: utterance_id(speaker, e, si, len(sentences))
+    jobs = corpus_jobs(len(sentences), list(profiles), pairing, seed)
     if only is not None:
         want = set(only)
-        jobs = [j for j in jobs if f"{speaker}_{j[0]}_{j[2]:03d}" in want]
-        missing = want - {f"{speaker}_{e}_{si:03d}" for e, _, si in jobs}
+        jobs = [j for j in jobs if uid(j[0], j[2]) in want]
+        missing = want - {uid(e, si) for e, _, si in jobs}
         if missing: raise ValueError(f"unknown utterance ids: {sorted(missing)}")
-    if progress:
-        from tqdm.auto import tqdm; jobs = tqdm(jobs, desc="make_corpus")
-    for emo, ei, si in jobs:
-        uid = f"{speaker}_{emo}_{si:03d}"
-        p = prosody[uid] = utterance_prosody(profiles[emo], seed, 0, ei, si)
+    prosody = {uid(e, si): utterance_prosody(profiles[e], seed, 0, ei, si) for e, ei, si in jobs}
+
+    def synth(job):
+        e, _, si = job
+        p = prosody[uid(e, si)]
         y = synthesize_utterance(sentences[si], p, voice=voice, sr=sr)
-        if np.abs(y).max() >= 0.999: raise ValueError(f"{uid}: synthesised speech clips; lower the profile's volume")
-        sf.write(out_dir/"wav"/f"{uid}.flac", y, sr, subtype="PCM_16", format="FLAC")
+        while np.abs(y).max() >= 0.999:
+            if on_clip != "lower": raise ValueError(f"{uid(e, si)}: synthesised speech clips; lower the profile's volume")
+            p["volume"] = round(0.9 * p["volume"], 1)                       # recorded in the manifest
+            y = synthesize_utterance(sentences[si], p, voice=voice, sr=sr)
+        sf.write(out_dir/"wav"/f"{uid(e, si)}.flac", y, sr, subtype="PCM_16", format="FLAC")
+    with ThreadPoolExecutor(max(1, n_jobs)) as pool:
+        done = pool.map(synth, jobs)
+        if progress: from tqdm.auto import tqdm; done = tqdm(done, total=len(jobs), desc="make_corpus")
+        for _ in done: pass
+    recs = {k: [] for k in split_of}
+    for e, _, si in jobs:
         split = next(k for k, v in split_of.items() if si in v)
-        recs[split].append(dict(uid=uid, wav=f"../wav/{uid}.flac", text=sentences[si], emotion=emo, speaker=speaker))
+        recs[split].append(dict(uid=uid(e, si), wav=f"../wav/{uid(e, si)}.flac", text=sentences[si], emotion=e, speaker=speaker))
     manifest = dict(
         generator="emonb.data.corpus.make_corpus", generator_version=CORPUS_VERSION, seed=seed,
         espeak_ng_version=version, voice=voice, speaker=speaker, sample_rate=sr, format="FLAC PCM_16 mono",
-        trim=dict(top_db=40.0, keep_s=0.05), emotions=list(profiles),
+        trim=dict(top_db=40.0, keep_s=0.05), emotions=list(profiles), pairing=pairing,
         order=PROFILE_ORDER if profiles == DEFAULT_PROFILES else None,
         profiles={k: asdict(v) for k, v in profiles.items()},
         profile_units=dict(pitch="percent change of the voice's base pitch (SSML pitch)",
@@ -246,6 +343,13 @@ def make_corpus(out_dir=None, seed: int = 0, sentences: list | None = None, prof
         for split, rs in recs.items(): write_data_dir(out_dir/split, rs)
         save_yaml(manifest, out_dir/"manifest.yaml")
     return manifest
+
+# %% ../../nbs/04_data.corpus.ipynb #64e2a6d4
+def make_base_corpus(out_dir, n_sentences: int = 4000, n_dev: int = 100, seed: int = 0, n_jobs: int = 2, **kwargs) -> dict:
+    "The base voice's corpus: grammar sentences (no embedded or held-out one), each in one emotion, same voice."
+    sents = compose_sentences(n_sentences, seed, exclude=SENTENCES + HELDOUT_SENTENCES)
+    return make_corpus(out_dir, seed=seed, sentences=sents, splits=(n_sentences - n_dev, n_dev, 0), pairing="one",
+                       n_jobs=n_jobs, on_clip="lower", **kwargs)
 
 # %% ../../nbs/04_data.corpus.ipynb #a784a895
 COMMON_EMOTIONS = ("neutral", "happy", "sad", "angry", "surprise", "fear", "disgust", "calm")

@@ -4,17 +4,17 @@
 
 # %% ../../nbs/01_data.text.ipynb #e45da0bf
 from __future__ import annotations
-import re, shutil, subprocess, unicodedata
+import functools, logging, re, shutil, subprocess, unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
 import numpy as np
 
 # %% auto #0
-__all__ = ['CLEANERS', 'BLANK', 'UNK', 'SOS_EOS', 'normalize_unicode', 'collapse_whitespace', 'basic_cleaner', 'number_to_words',
-           'ordinal_to_words', 'expand_numbers', 'expand_abbreviations', 'english_cleaner', 'TextCleaner',
-           'CharTokenizer', 'PhonemeTokenizer', 'build_tokenizer', 'build_token_list', 'save_token_list',
-           'load_token_list', 'TokenIDConverter', 'TextProcessor']
+__all__ = ['CLEANERS', 'PUNCTUATION', 'BLANK', 'UNK', 'SOS_EOS', 'normalize_unicode', 'collapse_whitespace', 'basic_cleaner',
+           'number_to_words', 'ordinal_to_words', 'expand_numbers', 'expand_abbreviations', 'english_cleaner',
+           'TextCleaner', 'CharTokenizer', 'espeak_backend', 'split_phone', 'PhonemeTokenizer', 'build_tokenizer',
+           'build_token_list', 'save_token_list', 'load_token_list', 'TokenIDConverter', 'TextProcessor']
 
 # %% ../../nbs/01_data.text.ipynb #dae71b65
 _TYPOGRAPHY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
@@ -153,24 +153,38 @@ class CharTokenizer:
     def __repr__(self): return f"CharTokenizer(space_symbol={self.space_symbol!r})"
 
 # %% ../../nbs/01_data.text.ipynb #1b718fdc
+PUNCTUATION = ",.!?;:"
+
+@functools.lru_cache(maxsize=None)
+def espeak_backend(language: str = "en-us"):
+    "A phonemizer espeak-ng backend on the library shipped by `espeakng-loader` (made once per language)."
+    try: import espeakng_loader, phonemizer
+    except ImportError as e: raise ImportError(f"token_type 'phn' needs {e.name!r}: pip install phonemizer espeakng-loader") from None
+    from phonemizer.backend import EspeakBackend
+    from phonemizer.backend.espeak.wrapper import EspeakWrapper
+    EspeakWrapper.set_library(espeakng_loader.get_library_path())
+    EspeakWrapper.set_data_path(espeakng_loader.get_data_path())
+    quiet = logging.getLogger("emonb.phonemizer"); quiet.setLevel(logging.ERROR)   # its word-count notes are noise here
+    return EspeakBackend(language, preserve_punctuation=True, punctuation_marks=PUNCTUATION, with_stress=True, logger=quiet)
+
+# %% ../../nbs/01_data.text.ipynb #16cb3159
+def split_phone(p: str) -> list[str]:
+    "One phonemizer phone -> tokens: leading stress marks and trailing punctuation split off."
+    m = re.fullmatch(rf"([ˈˌ]*)(.*?)([{re.escape(PUNCTUATION)}]*)", p)
+    return [*m[1], *([m[2]] if m[2] else []), *m[3]]
+
 class PhonemeTokenizer:
-    "IPA phonemes from the `espeak-ng` program; words separated by `space_symbol`."
-    def __init__(self, language: str = "en-us", space_symbol: str = "<space>", executable: str = "espeak-ng"):
-        self.exe = shutil.which(executable)
-        if self.exe is None:
-            raise ImportError(f"token_type 'phn' needs the {executable!r} program, which was not found on PATH; "
-                              "install it (e.g. `apt-get install espeak-ng`) or use token_type 'char'")
-        self.language, self.space_symbol = language, space_symbol
+    "IPA phonemes from espeak-ng's rules (phonemizer + espeakng-loader); words separated by `space_symbol`."
+    def __init__(self, language: str = "en-us", space_symbol: str = "<space>"):
+        self.backend, self.language, self.space_symbol = espeak_backend(language), language, space_symbol
 
     def text2tokens(self, text: str) -> list[str]:
-        res = subprocess.run([self.exe, "-q", "--ipa", "--sep= ", "-v", self.language, "--stdin"],
-                             input=text, capture_output=True, text=True, check=False)
-        if res.returncode != 0: raise RuntimeError(f"espeak-ng failed on {text!r}: {res.stderr.strip()}")
-        words = [w for line in res.stdout.splitlines() for w in line.strip().split("  ") if w.strip()]
+        from phonemizer.separator import Separator
+        ipa = self.backend.phonemize([text], separator=Separator(phone="|", word=" "), strip=True)[0]
         tokens = []
-        for i, w in enumerate(words):
+        for i, word in enumerate(ipa.split()):
             if i: tokens.append(self.space_symbol)
-            tokens += [p for p in w.split(" ") if p]
+            tokens += [t for p in word.split("|") if p for t in split_phone(p)]
         return tokens
 
     def tokens2text(self, tokens: Iterable[str]) -> str:
@@ -178,9 +192,9 @@ class PhonemeTokenizer:
 
     def __repr__(self): return f"PhonemeTokenizer(language={self.language!r})"
 
-# %% ../../nbs/01_data.text.ipynb #6e9c1577
+# %% ../../nbs/01_data.text.ipynb #622b5365
 def build_tokenizer(token_type: str = "char", **kwargs):
-    "Tokenizer by ESPnet token type: `char` or `phn` (espeak-ng)."
+    "Tokenizer by ESPnet token type: `char` or `phn` (espeak-ng's phonemes)."
     if token_type == "char": return CharTokenizer(**kwargs)
     if token_type in ("phn", "phoneme"): return PhonemeTokenizer(**kwargs)
     raise ValueError(f"unknown token_type {token_type!r}; choose 'char' or 'phn'")
