@@ -96,15 +96,15 @@ VOCABULARY = dict(
     relative="aunt uncle cousin father mother neighbour friend grandfather sister brother".split(),
     adj="bright broken careful cheerful clumsy crooked dusty enormous fragile gentle golden heavy hollow huge "
         "muddy narrow noisy old pale polished purple quiet rough rusty shiny silver smooth soft strange thick "
-        "tiny warm wet wooden yellow lazy frozen jolly vivid thirsty ugly".split(),
+        "tiny warm wet wooden yellow lazy frozen jolly vivid thirsty ugly poor curious rotten tired".split(),
     noun="apple basket blanket bottle candle carpet chair cheese coat cookie drawer envelope feather guitar "
          "hammer helmet jacket kettle ladder lamp magazine mirror necklace notebook orange pencil pillow puzzle "
          "radio ribbon saucer scarf shovel spoon sweater telescope ticket towel umbrella vase violin wallet "
-         "whistle treasure garage bicycle camera chocolate diamond engine fountain".split(),
+         "whistle treasure garage bicycle camera chocolate diamond engine fountain button mitten wire".split(),
     plural="apples boxes candles coins cups eggs envelopes flowers glasses keys letters maps oranges pencils "
            "plates shoes stamps tickets tools toys".split(),
     animal="cat dog horse rabbit goose sheep monkey zebra giraffe squirrel owl frog tiger whale mouse pigeon "
-           "duck lamb bear wolf".split(),
+           "duck lamb bear wolf kitten".split(),
     number="two three four five six seven eight nine ten twelve twenty".split(),
     verb=[v.split("/") for v in "find/found drop/dropped wash/washed carry/carried paint/painted fix/fixed "
           "borrow/borrowed hide/hid lift/lifted measure/measured open/opened pack/packed push/pushed sell/sold "
@@ -119,7 +119,7 @@ VOCABULARY = dict(
            "in the museum", "on the beach", "in the cellar", "by the factory", "on the ship"],
     time=["yesterday", "this morning", "last night", "on Monday", "on Thursday", "in June", "at noon",
           "after lunch", "every weekend", "before sunset", "in the winter", "at dawn", "three weeks ago",
-          "twice a year", "later tonight"],
+          "twice a year", "later tonight", "during the tour", "during dinner"],
 )
 
 TEMPLATES = [
@@ -132,6 +132,7 @@ TEMPLATES = [
     "When the {animal} {act.past}, {name} {verb.past} the {noun}.", "Could {name} {verb} my {noun} {time}?",
     "What a {adj} {noun} that is!", "How many {plural} did {name} {verb} {time}?",
     "The {noun} that {name} {verb.past} was {adj}.", "If you {verb} the {noun}, the {animal} will {act}.",
+    "Is your {noun} {adj}, or is it {adj}?", "Are you sure the fire {place} is out?",
 ]
 
 # %% ../../nbs/04_data.corpus.ipynb #fe2db7f9
