@@ -5,6 +5,7 @@
 # %% ../nbs/15_evaluate.ipynb #1bf11461
 from __future__ import annotations
 import json, math, re, warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 import torch
@@ -96,20 +97,31 @@ def words_only(text: str) -> str:
 
 class Recognizer:
     "Offline US-English speech recognition: pocketsphinx with the acoustic and language models of its wheel."
-    def __init__(self, **config):
+    def __init__(self, n_jobs: int = 2, **config):
         from pocketsphinx import Decoder
-        self.decoder = Decoder(loglevel="FATAL", **config)
-        self.fs = int(self.decoder.config["samprate"])
+        self.decoders = [Decoder(loglevel="FATAL", **config) for _ in range(max(1, n_jobs))]
+        self.fs = int(self.decoders[0].config["samprate"])
 
-    def __call__(self, wav, fs: int) -> str:
-        "The words heard in `wav` (float samples at `fs`; peak-normalised first, so loudness does not count)."
+    def _decode(self, decoder, wav, fs: int) -> str:
         y = np.asarray(wav, np.float32).reshape(-1)
         if fs != self.fs: y = librosa.resample(y, orig_sr=fs, target_sr=self.fs)
         y = 0.9 * y / max(float(np.abs(y).max(initial=0.0)), 1e-8)
-        self.decoder.start_utt(); self.decoder.process_raw((y * 32767).astype(np.int16).tobytes(), full_utt=True)
-        self.decoder.end_utt()
-        hyp = self.decoder.hyp()
+        decoder.reinit_feat()                   # else its feature normalisation carries over from the last utterance
+        decoder.start_utt(); decoder.process_raw((y * 32767).astype(np.int16).tobytes(), full_utt=True); decoder.end_utt()
+        hyp = decoder.hyp()
         return words_only(hyp.hypstr) if hyp is not None else ""
+
+    def __call__(self, wav, fs: int) -> str:
+        "The words heard in `wav` (float samples at `fs`; peak-normalised first, so loudness does not count)."
+        return self._decode(self.decoders[0], wav, fs)
+
+    def transcribe(self, wavs, fs: int) -> list[str]:
+        "The words of each of `wavs`, one thread per decoder (pocketsphinx lets go of the GIL while it decodes)."
+        k, out = len(self.decoders), [None] * len(wavs)
+        with ThreadPoolExecutor(k) as pool:
+            for i, part in enumerate(pool.map(lambda i: [self._decode(self.decoders[i], w, fs) for w in wavs[i::k]], range(k))):
+                out[i::k] = part
+        return out
 
 def error_rates(refs, hyps) -> dict:
     "Character and word error rates over all of `hyps` (recogniser outputs) against the texts `refs` (jiwer)."
@@ -200,14 +212,14 @@ def intelligibility(t2s: Text2Speech, sentences, recordings=(), recognizer: Reco
     for e in emotions:
         outs = [o for s in range(0, len(sentences), batch_size)
                 for o in t2s.synthesize_batch(list(sentences[s:s + batch_size]), emo_labs=e, **options)]
-        hyps[e] = [asr(o.wav, o.fs) for o in outs]
+        hyps[e] = asr.transcribe([o.wav for o in outs], t2s.fs)
     res = dict(n_sentences=len(sentences), synthesis={e: error_rates(sentences, h) for e, h in hyps.items()},
                synthesis_all=error_rates(list(sentences) * len(emotions), [x for e in emotions for x in hyps[e]]),
                transcripts={e: dict(zip(sentences, h)) for e, h in hyps.items()})
     if recordings:
         texts, ys = [t for t, _ in recordings], [load_audio(w, t2s.fs) for _, w in recordings]
-        res["recordings"] = error_rates(texts, [asr(y, t2s.fs) for y in ys])
-        res["vocoded"] = error_rates(texts, [asr(vocode(t2s, y), t2s.fs) for y in ys])
+        res["recordings"] = error_rates(texts, asr.transcribe(ys, t2s.fs))
+        res["vocoded"] = error_rates(texts, asr.transcribe([vocode(t2s, y) for y in ys], t2s.fs))
         res["cer_to_ceiling"] = res["synthesis_all"]["cer"] / max(res["vocoded"]["cer"], 1e-6)
     return res
 
