@@ -92,30 +92,35 @@ def main(argv: list | None = None) -> int:
             arg("--seed", type=int, default=0, help="random seed of the per-utterance prosody jitter and the split"),
             arg("--voice", default="en-us+f3", help="espeak-ng voice (see `espeak-ng --voices`)"),
             arg("--speaker", default="f1", help="speaker id used in utterance ids and utt2spk"),
-            arg("--splits", type=int, nargs=3, default=[48, 6, 6], metavar=("TRAIN", "DEV", "EVAL"),
-                help="number of sentences in train, dev and eval (must add up to the number of sentences)"),
+            arg("--splits", type=int, nargs=3, default=None, metavar=("TRAIN", "DEV", "EVAL"),
+                help="sentences in train, dev and eval (default 48 6 6; they must add up to the number of sentences)"),
             arg("--n-sentences", type=int, default=None, metavar="N",
-                help="use only the first N built-in sentences (for quick tries); with --base: compose N (default 4000)"),
-            arg("--base", action="store_true", help="the base voice's corpus: grammar sentences, each in one emotion (needs --out)"),
+                help="use only the first N built-in sentences (quick tries); with --base: compose N (default 4000)"),
+            arg("--base", action="store_true",
+                help="the base voice's corpus: grammar sentences, each in one emotion (needs --out)"),
             arg("--force", action="store_true", help="overwrite an existing corpus"))
 def make_corpus_cmd(args):
     "Synthesise every built-in sentence in every emotion (neutral, happy, sad, angry) with espeak-ng SSML prosody, and write wav/*.flac, train/dev/eval data dirs and manifest.yaml."
     from emonb.data.corpus import make_corpus, make_base_corpus, SENTENCES
-    if args.base: return _make_base_corpus(args, make_base_corpus)
+    if args.base: return _made(_make_base_corpus(args, make_base_corpus))
     sents = SENTENCES if args.n_sentences is None else SENTENCES[:args.n_sentences]
     if args.n_sentences is not None and not 1 <= args.n_sentences <= len(SENTENCES):
         raise UsageError(f"--n-sentences must be between 1 and {len(SENTENCES)}, got {args.n_sentences}")
-    m = make_corpus(args.out, seed=args.seed, sentences=sents, voice=args.voice, speaker=args.speaker,
-                    splits=tuple(args.splits), overwrite=args.force, progress=True)
-    print(f"wrote {len(m['utterances'])} utterances ({', '.join(f'{k} {len(v)} sentences' for k, v in m['splits'].items())})")
+    _made(make_corpus(args.out, seed=args.seed, sentences=sents, voice=args.voice, speaker=args.speaker,
+                      splits=tuple(args.splits or (48, 6, 6)), overwrite=args.force, progress=True))
 
-def _make_base_corpus(args, make_base_corpus):
+def _made(m: dict):
+    splits = ", ".join(f"{k} {len(v)} sentences" for k, v in m["splits"].items())
+    print(f"wrote {len(m['utterances'])} utterances ({splits})")
+
+def _make_base_corpus(args, make_base_corpus) -> dict:
     if args.out is None: raise UsageError("--base needs --out (the base corpus is not part of the repository)")
+    if args.splits is not None:
+        raise UsageError("--splits does not apply to --base (it keeps 1 sentence in 10, at most 100, for dev)")
     n = 4000 if args.n_sentences is None else args.n_sentences
     if n < 2: raise UsageError(f"--n-sentences must be at least 2 with --base, got {n}")
-    m = make_base_corpus(args.out, n_sentences=n, n_dev=min(100, max(1, n // 10)), seed=args.seed, voice=args.voice,
-                         speaker=args.speaker, overwrite=args.force, progress=True)
-    print(f"wrote {len(m['utterances'])} utterances ({', '.join(f'{k} {len(v)} sentences' for k, v in m['splits'].items())})")
+    return make_base_corpus(args.out, n_sentences=n, n_dev=min(100, max(1, n // 10)), seed=args.seed, voice=args.voice,
+                            speaker=args.speaker, overwrite=args.force, progress=True)
 
 # %% ../nbs/17_cli.ipynb #f70b985c
 def _csv_list(s: str) -> list[str]:
@@ -207,7 +212,7 @@ def _train_task(prog: str = "emonb train"):
             g.add_argument("--synth_model", type=str_or_none, default=None, help="weights file in output_dir to synthesise with (default: emonb.inference.find_model_file)")
             g.add_argument("--synth_iters", type=int, default=32, help="Griffin-Lim iterations of the post-training synthesis")
             g.add_argument("--intelligibility", type=str2bool, default=True,
-                           help="transcribe the synthesis with an offline recogniser: CER/WER beside the vocoded recordings'")
+                           help="transcribe the synthesis with an offline recogniser (CER/WER beside the recordings')")
             g.add_argument("--num_threads", type=int, default=1,
                            help="torch CPU threads (0: torch's default); 1 is best for small models, and safe on a busy machine")
             return p
@@ -223,8 +228,8 @@ def parse_train_args(argv: list, prog: str = "emonb train"):
 # %% ../nbs/17_cli.ipynb #7aa6500a
 def default_eval_dir(args) -> Path | None:
     "The sentences to synthesise after training: the `eval` dir beside `train_data_dir`, else `valid_data_dir`, else None."
-    if args.train_data_dir is not None and (Path(args.train_data_dir).parent/"eval"/"text").exists():
-        return Path(args.train_data_dir).parent/"eval"
+    ev = Path(args.train_data_dir).parent/"eval" if args.train_data_dir is not None else None
+    if ev is not None and (ev/"text").exists() and (ev/"text").stat().st_size > 0: return ev   # not an empty split
     return Path(args.valid_data_dir) if args.valid_data_dir is not None else None
 
 @subcommand("train", "train a model (TTSTask options, --config YAML), then synthesise and evaluate the eval sentences", passthrough=True)
@@ -250,13 +255,13 @@ def train_cmd(args):
     if post["synth"]:
         eval_dir = Path(post["eval_data_dir"]) if post["eval_data_dir"] else default_eval_dir(targs)
         if eval_dir is None: print("no eval data dir: skipping the synthesis (give --eval_data_dir)"); return 0
-        m = evaluate_run(out, eval_dir, model_file=out/post["synth_model"] if post["synth_model"] else None, n_iter=post["synth_iters"],
-                         intelligibility=post["intelligibility"])
+        m = evaluate_run(out, eval_dir, model_file=out/post["synth_model"] if post["synth_model"] else None,
+                         n_iter=post["synth_iters"], intelligibility=post["intelligibility"])
         print(f"focus rate {m['focus_rate']:.3f}; mean F0 by emotion " + ", ".join(f"{e} {v:.0f} Hz" for e, v in m["f0_mean_hz"].items())
               + f"; corpus order {'kept' if m['f0_order_matches'] else 'NOT kept'}; see {out/'report.md'}")
-        for k, r in m["intelligibility"].items():
-            if k != "goals": print(f"CER {k} sentences: synthesis {r['synthesis_all']['cer']:.2f}, vocoded recordings (ceiling) "
-                                   f"{r['vocoded']['cer']:.2f}, recordings {r['recordings']['cer']:.2f}")
+        iq = {k: v for k, v in m["intelligibility"].items() if k != "goals"}
+        if iq: print("CER of the synthesis / of the vocoded recordings (the ceiling): " + ", ".join(
+            f"{k} {r['synthesis_all']['cer']:.2f} ({r['cer_to_ceiling']:.2f}x)" for k, r in iq.items()))
     return 0
 
 # %% ../nbs/17_cli.ipynb #0cb7b12a
@@ -288,6 +293,7 @@ def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bo
     from emonb.data.dataset import read_2column_text
     from emonb.feats.prosody import load_audio
     from emonb.inference import Text2Speech
+    from emonb.core import set_seed
     from emonb.evaluate import focus_rate, intelligibility_report
     exp, eval_dir = Path(exp_dir), Path(eval_dir)
     for f in ("text", "wav.scp", "utt2emo"):
@@ -326,6 +332,7 @@ def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bo
              stopped_fraction=round(float(np.mean([r["stopped"] for r in rows])), 4),
              f0_mean_hz=f0, f0_order=order, corpus_f0_mean_hz=cf0, corpus_f0_order=corder,
              f0_order_matches=[e for e in order if e in cf0] == corder, utterances=rows)
+    set_seed(0)
     m["intelligibility"] = intelligibility_report(t2s, eval_dir) if intelligibility else {}
     (exp/"metrics.json").write_text(json.dumps(m, indent=1))
     write_report(exp, m)
@@ -348,9 +355,9 @@ def write_report(exp_dir, m: dict) -> Path:
         lines.append(f"| {e} | {m['focus_rate_by_emotion'][e]:.3f} | {m['f0_mean_hz'][e]:.1f} | {m['corpus_f0_mean_hz'].get(e, float('nan')):.1f} |")
     if m.get("intelligibility"):
         from emonb.evaluate import format_intelligibility
-        lines += ["", "Intelligibility: an offline recogniser (pocketsphinx) on the synthesis of training sentences and of "
-                  "sentences in no training split, beside the recordings and the recordings through the same analysis and "
-                  "vocoder (the ceiling):", "", format_intelligibility(m["intelligibility"])]
+        lines += ["", "Intelligibility: an offline recogniser (pocketsphinx) on the synthesis of training sentences "
+                  "and of sentences in no training split, beside the recordings and the recordings through the same "
+                  "analysis and vocoder (the ceiling):", "", format_intelligibility(m["intelligibility"])]
     lines += ["", "Wavs and plots (log-mel, attention) are in `synth/`; all numbers in `metrics.json`.", ""]
     p = exp/"report.md"; p.write_text("\n".join(lines)); return p
 
@@ -403,7 +410,8 @@ def synth_cmd(args):
             arg("--config", type=Path, default=None, help="config.yaml of the weights file, when not beside it"),
             arg("--data_dir", type=Path, default=None, help="Kaldi dir to evaluate on (default: the embedded corpus' eval split)"),
             arg("--out", type=Path, default=None, help="output folder (default: MODEL_DIR/eval)"),
-            arg("--max_utts", type=int, default=None, help="evaluate only this many utterances (taken in turn from each emotion)"),
+            arg("--max_utts", type=int, default=None,
+                help="evaluate only this many utterances (in turn from each emotion; the intelligibility uses all)"),
             arg("--no_control", action="store_true", help="skip the prosody-factor control curves"),
             arg("--no_intensity", action="store_true", help="skip the intensity curves"),
             arg("--batch_size", type=int, default=8, help="sentences synthesised together"),
@@ -413,7 +421,7 @@ def synth_cmd(args):
             arg("--no_intelligibility", action="store_true", help="skip the recogniser (CER/WER of the synthesis)"),
             arg("--train_data_dir", type=Path, default=None,
                 help="training sentences for the intelligibility (default: the run's train_data_dir, when present)"),
-            arg("--max_train_sentences", type=int, default=6, help="how many training sentences (each in every emotion)"))
+            arg("--max_train_sentences", type=int, default=6, help="training sentences to transcribe (in every emotion)"))
 def evaluate_cmd(args):
     "Evaluate a trained run with emonb.evaluate.evaluate_model; prints the report and writes metrics.json and report.md."
     from emonb.inference import Text2Speech
@@ -432,7 +440,7 @@ def evaluate_cmd(args):
     print(report)
 
 # %% ../nbs/17_cli.ipynb #d1c52037
-@subcommand("export", "write a trained run as a self-contained model folder (weights, config, tokens, statistics, checksums)",
+@subcommand("export", "write a trained run as a self-contained model folder (weights, config, tokens, statistics)",
             arg("run", type=Path, help="run folder (holding config.yaml)"),
             arg("out", type=Path, help="the model folder to write"),
             arg("--model_file", type=Path, default=None, help="weights to export (default: the run's preferred file)"),
@@ -441,8 +449,9 @@ def evaluate_cmd(args):
 def export_cmd(args):
     "Export RUN to OUT with emonb.inference.export_model."
     from emonb.inference import export_model, check_checksums
-    if args.readme is not None and not args.readme.exists(): raise FileNotFoundError(f"{args.readme}: readme text not found")
-    out = export_model(args.run, args.out, args.model_file, args.readme.read_text() if args.readme else "", overwrite=args.force)
+    if args.readme is not None and not args.readme.exists(): raise FileNotFoundError(f"{args.readme}: not found")
+    readme = args.readme.read_text() if args.readme else ""
+    out = export_model(args.run, args.out, args.model_file, readme, overwrite=args.force)
     print(f"wrote {out}: {', '.join(check_checksums(out))}")
 
 # %% ../nbs/17_cli.ipynb #3d0d2904

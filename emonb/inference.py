@@ -23,7 +23,7 @@ from .vocoder import Spectrogram2Wav
 
 # %% auto #0
 __all__ = ['TINY_TTS_CONF', 'MODEL_PREFERENCE', 'tiny_experiment', 'find_model_file', 'Text2Speech', 'Synthesis', 'file_sha256',
-           'check_checksums', 'export_model', 'model_readme', 'rankdata', 'spearman', 'ExpStyleTTS']
+           'check_checksums', 'export_model', 'model_readme', 'base_voice_dir', 'rankdata', 'spearman', 'ExpStyleTTS']
 
 # %% ../nbs/14_inference.ipynb #9652581e
 TINY_TTS_CONF = dict(embed_dim=32, eunits=32, econv_chans=32, adim=32, aconv_chans=8, dunits=64, prenet_units=32,
@@ -454,15 +454,17 @@ def check_checksums(model_dir) -> list:
 def export_model(run_dir, out_dir, model_file=None, readme: str = "", overwrite: bool = False) -> Path:
     "A self-contained model folder from run `run_dir`: weights, config, tokens, statistics, README, `SHA256SUMS`."
     run, out = Path(run_dir), Path(out_dir)
-    if out.exists() and not overwrite: raise FileExistsError(f"{out} exists; pass overwrite=True (--force) to replace it")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (--force) to replace it")
     model_file = Path(model_file) if model_file is not None else find_model_file(run)
     t2s = Text2Speech.from_pretrained(model_file, run/"config.yaml")          # the weights fit the config
-    if t2s.normalizer is None: raise FileNotFoundError(f"{run}: no prosody statistics (stats/prosody/prosody_stats.npz)")
+    if t2s.normalizer is None:
+        raise FileNotFoundError(f"{run}: no prosody statistics (stats/prosody/prosody_stats.npz)")
     conf = load_yaml(run/"config.yaml")
     stats = Path((conf.get("normalize_conf") or {}).get("stats_file") or run/"stats/train/feats_stats.npz")
     conf.update(output_dir=None, stats_dir=None, init_param=[], train_emo_feats=None, valid_emo_feats=None,
                 train_shape_file=None, valid_shape_file=None, resume=False)
-    conf["normalize_conf"] = {**(conf.get("normalize_conf") or {}), "stats_file": "feats_stats.npz"}   # beside config.yaml
+    conf["normalize_conf"] = {**(conf.get("normalize_conf") or {}), "stats_file": "feats_stats.npz"}   # beside it
     tmp = out.parent/f".{out.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True); (tmp/"prosody").mkdir(parents=True)
     try:
@@ -483,12 +485,19 @@ def model_readme(run, model_file, t2s: Text2Speech, text: str = "") -> str:
     last = [l.split(" INFO ", 1)[-1] for l in log if " INFO epoch " in l][-1:]
     a = t2s.args
     return "\n".join([f"# {Path(run).name}", "", text.strip(), "",
-                      f"- weights: `{Path(model_file).name}` of run `{run}`; token type `{a.token_type}` ({len(TTSTask.token_list(a))} tokens); "
-                      f"emotions {list(a.emotions)}; fusion `{a.tts_conf.get('fusion')}`",
+                      f"- weights: `{Path(model_file).name}` of run `{run}`; token type `{a.token_type}` "
+                      f"({len(TTSTask.token_list(a))} tokens); emotions {list(a.emotions)}; "
+                      f"fusion `{a.tts_conf.get('fusion')}`",
                       f"- last epoch: `{last[0] if last else '?'}`",
-                      "- load: `Text2Speech.from_pretrained(this_folder)`; fine-tune: `--init_param this_folder/model.pth` "
-                      "with `--token_list this_folder/tokens.txt` and this folder's `feats_stats.npz`",
+                      "- load: `Text2Speech.from_pretrained(this_folder)`; fine-tune: "
+                      "`--init_param this_folder/model.pth` with `--token_list this_folder/tokens.txt` and this "
+                      "folder's `feats_stats.npz`",
                       "- `sha256sum -c SHA256SUMS` (or `emonb.inference.check_checksums`) verifies the files", ""])
+
+# %% ../nbs/14_inference.ipynb #b6f22ea6
+def base_voice_dir() -> Path:
+    "The pretrained base voice shipped in `data_samples/models/base` (made by `conf/base.yaml`)."
+    return data_samples_dir()/"models"/"base"
 
 # %% ../nbs/14_inference.ipynb #1ff8dcf2
 def rankdata(x) -> np.ndarray:

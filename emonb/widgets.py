@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from matplotlib.figure import Figure
 from .core import data_samples_dir, set_seed
 from .data.dataset import SoundReader, read_2column_text
-from .inference import Synthesis, Text2Speech
+from .inference import Synthesis, Text2Speech, base_voice_dir
 
 # %% auto #0
 __all__ = ['format_mixture', 'corpus_references', 'read_upload', 'upload_item', 'EmotionControlUI', 'wav_bytes']
@@ -57,8 +57,8 @@ class EmotionControlUI:
     "ipywidgets emotion control for a `Text2Speech`: set the widgets, click Synthesize (or call `synthesize()`)."
     default_text = "The leaves turn red in autumn."
 
-    def __init__(self, t2s, text: str | None = None, references="eval", n_iter: int | None = None, seed: int = 0):
-        self.t2s = t2s if isinstance(t2s, Text2Speech) else Text2Speech.from_pretrained(t2s)
+    def __init__(self, t2s=None, text: str | None = None, references="eval", n_iter: int | None = None, seed: int = 0):
+        self.t2s = t2s if isinstance(t2s, Text2Speech) else Text2Speech.from_pretrained(t2s or base_voice_dir())
         self.result: Synthesis | None = None                  # the last synthesis
         self.measured: dict | None = None                      # what was measured on it (f0 track, factors)
         self.factor_rows: list[dict] = []                      # the factor table, as data

@@ -159,7 +159,7 @@ HELDOUT_SENTENCES = [
     "The kitchen window was open all afternoon.", "Everyone waited quietly for the bus to arrive.",
     "A bright red kite flew over the houses.", "She carefully poured the milk into a glass.",
     "Thunder rolled across the dark hills tonight.", "He usually jogs along the canal on Sundays.",
-    "The new bakery opens next to the post office.", "Our team practised hard for the final game.",
+    "The new bakery opens next to the post office.", "Our team practiced hard for the final game.",
 ]
 
 # %% ../../nbs/04_data.corpus.ipynb #936a56c4
@@ -314,18 +314,23 @@ def make_corpus(out_dir=None, seed: int = 0, sentences: list | None = None, prof
         p = prosody[uid(e, si)]
         y = synthesize_utterance(sentences[si], p, voice=voice, sr=sr)
         while np.abs(y).max() >= 0.999:
-            if on_clip != "lower": raise ValueError(f"{uid(e, si)}: synthesised speech clips; lower the profile's volume")
+            if on_clip != "lower" or p["volume"] < 20:
+                raise ValueError(f"{uid(e, si)}: synthesised speech clips (volume {p['volume']}%); "
+                                 "lower the profile's volume")
             p["volume"] = round(0.9 * p["volume"], 1)                       # recorded in the manifest
             y = synthesize_utterance(sentences[si], p, voice=voice, sr=sr)
         sf.write(out_dir/"wav"/f"{uid(e, si)}.flac", y, sr, subtype="PCM_16", format="FLAC")
-    with ThreadPoolExecutor(max(1, n_jobs)) as pool:
+    pool = ThreadPoolExecutor(max(1, n_jobs))
+    try:
         done = pool.map(synth, jobs)
         if progress: from tqdm.auto import tqdm; done = tqdm(done, total=len(jobs), desc="make_corpus")
         for _ in done: pass
+    finally: pool.shutdown(cancel_futures=True)                # an error or Ctrl-C stops the queue at once
     recs = {k: [] for k in split_of}
     for e, _, si in jobs:
         split = next(k for k, v in split_of.items() if si in v)
-        recs[split].append(dict(uid=uid(e, si), wav=f"../wav/{uid(e, si)}.flac", text=sentences[si], emotion=e, speaker=speaker))
+        recs[split].append(dict(uid=uid(e, si), wav=f"../wav/{uid(e, si)}.flac", text=sentences[si], emotion=e,
+                                speaker=speaker))
     manifest = dict(
         generator="emonb.data.corpus.make_corpus", generator_version=CORPUS_VERSION, seed=seed,
         espeak_ng_version=version, voice=voice, speaker=speaker, sample_rate=sr, format="FLAC PCM_16 mono",
@@ -346,7 +351,8 @@ def make_corpus(out_dir=None, seed: int = 0, sentences: list | None = None, prof
     return manifest
 
 # %% ../../nbs/04_data.corpus.ipynb #64e2a6d4
-def make_base_corpus(out_dir, n_sentences: int = 4000, n_dev: int = 100, seed: int = 0, n_jobs: int = 2, **kwargs) -> dict:
+def make_base_corpus(out_dir, n_sentences: int = 4000, n_dev: int = 100, seed: int = 0, n_jobs: int = 2,
+                     **kwargs) -> dict:
     "The base voice's corpus: grammar sentences (no embedded or held-out one), each in one emotion, same voice."
     sents = compose_sentences(n_sentences, seed, exclude=SENTENCES + HELDOUT_SENTENCES)
     return make_corpus(out_dir, seed=seed, sentences=sents, splits=(n_sentences - n_dev, n_dev, 0), pairing="one",

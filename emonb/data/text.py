@@ -159,13 +159,15 @@ PUNCTUATION = ",.!?;:"
 def espeak_backend(language: str = "en-us"):
     "A phonemizer espeak-ng backend on the library shipped by `espeakng-loader` (made once per language)."
     try: import espeakng_loader, phonemizer
-    except ImportError as e: raise ImportError(f"token_type 'phn' needs {e.name!r}: pip install phonemizer espeakng-loader") from None
+    except ImportError as e:
+        raise ImportError(f"token_type 'phn' needs {e.name!r}: pip install phonemizer espeakng-loader") from None
     from phonemizer.backend import EspeakBackend
     from phonemizer.backend.espeak.wrapper import EspeakWrapper
     EspeakWrapper.set_library(espeakng_loader.get_library_path())
     EspeakWrapper.set_data_path(espeakng_loader.get_data_path())
     quiet = logging.getLogger("emonb.phonemizer"); quiet.setLevel(logging.ERROR)   # its word-count notes are noise here
-    return EspeakBackend(language, preserve_punctuation=True, punctuation_marks=PUNCTUATION, with_stress=True, logger=quiet)
+    return EspeakBackend(language, preserve_punctuation=True, punctuation_marks=PUNCTUATION, with_stress=True,
+                         logger=quiet)
 
 # %% ../../nbs/01_data.text.ipynb #16cb3159
 def split_phone(p: str) -> list[str]:
