@@ -98,11 +98,16 @@ def main(argv: list | None = None) -> int:
                 help="use only the first N built-in sentences (quick tries); with --base: compose N (default 4000)"),
             arg("--base", action="store_true",
                 help="the base voice's corpus: grammar sentences, each in one emotion (needs --out)"),
+            arg("--heldout", action="store_true",
+                help="the held-out sentences in every emotion (default --out: the repository's data_samples/heldout)"),
             arg("--force", action="store_true", help="overwrite an existing corpus"))
 def make_corpus_cmd(args):
     "Synthesise every built-in sentence in every emotion (neutral, happy, sad, angry) with espeak-ng SSML prosody, and write wav/*.flac, train/dev/eval data dirs and manifest.yaml."
-    from emonb.data.corpus import make_corpus, make_base_corpus, SENTENCES
+    from emonb.data.corpus import make_corpus, make_base_corpus, make_heldout_corpus, SENTENCES
     if args.base: return _made(_make_base_corpus(args, make_base_corpus))
+    if args.heldout:
+        return _made(make_heldout_corpus(args.out, seed=args.seed, voice=args.voice, speaker=args.speaker,
+                                         overwrite=args.force, progress=True))
     sents = SENTENCES if args.n_sentences is None else SENTENCES[:args.n_sentences]
     if args.n_sentences is not None and not 1 <= args.n_sentences <= len(SENTENCES):
         raise UsageError(f"--n-sentences must be between 1 and {len(SENTENCES)}, got {args.n_sentences}")
@@ -333,7 +338,7 @@ def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bo
              f0_mean_hz=f0, f0_order=order, corpus_f0_mean_hz=cf0, corpus_f0_order=corder,
              f0_order_matches=[e for e in order if e in cf0] == corder, utterances=rows)
     set_seed(0)
-    m["intelligibility"] = intelligibility_report(t2s, eval_dir) if intelligibility else {}
+    m["intelligibility"] = intelligibility_report(t2s, eval_dir, recordings_per_sentence=1) if intelligibility else {}
     (exp/"metrics.json").write_text(json.dumps(m, indent=1))
     write_report(exp, m)
     return m

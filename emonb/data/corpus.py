@@ -21,8 +21,8 @@ __all__ = ['DEFAULT_PROFILES', 'PROFILE_ORDER', 'SENTENCES', 'VOCABULARY', 'TEMP
            'CREMAD_EMOTIONS', 'CREMAD_SENTENCES', 'CSV_COLUMNS', 'IMPORTERS', 'EmotionProfile', 'fill_template',
            'compose_sentences', 'espeak_version', 'trim_silence', 'prosody_attrs', 'prosody_ssml', 'check_voice',
            'synthesize_utterance', 'utterance_prosody', 'split_sentences', 'write_data_dir', 'read_data_dir',
-           'corpus_jobs', 'utterance_id', 'make_corpus', 'make_base_corpus', 'normalize_emotion', 'esd_split',
-           'prepare_esd', 'prepare_ravdess', 'prepare_cremad', 'prepare_csv']
+           'corpus_jobs', 'utterance_id', 'make_corpus', 'make_base_corpus', 'heldout_dir', 'make_heldout_corpus',
+           'normalize_emotion', 'esd_split', 'prepare_esd', 'prepare_ravdess', 'prepare_cremad', 'prepare_csv']
 
 # %% ../../nbs/04_data.corpus.ipynb #36ae57c0
 @dataclass
@@ -287,13 +287,15 @@ def utterance_id(speaker: str, emotion: str, sentence: int, n_sentences: int) ->
 def make_corpus(out_dir=None, seed: int = 0, sentences: list | None = None, profiles: dict | None = None,
                 voice: str = "en-us+f3", speaker: str = "f1", splits=(48, 6, 6), sr: int = 22050,
                 only: list | None = None, overwrite: bool = False, progress: bool = False,
-                pairing: str = "all", n_jobs: int = 1, on_clip: str = "error") -> dict:
+                pairing: str = "all", n_jobs: int = 1, on_clip: str = "error",
+                split_names=("train", "dev", "eval")) -> dict:
     "Generate the embedded corpus in `out_dir` (default `data_samples/`); returns the manifest."
     out_dir = Path(out_dir) if out_dir is not None else data_samples_dir()
     sentences = list(SENTENCES if sentences is None else sentences)
     profiles = dict(DEFAULT_PROFILES if profiles is None else profiles)
     if re.search(r"[\s_]", speaker): raise ValueError(f"speaker {speaker!r} must not contain whitespace or '_'")
-    split_of = split_sentences(len(sentences), splits, seed)
+    if len(split_names) != len(splits): raise ValueError(f"{len(splits)} split sizes for split names {split_names}")
+    split_of = split_sentences(len(sentences), splits, seed, split_names)
     version = espeak_version()
     check_voice(voice)  # before anything is deleted
     if only is None and (out_dir/"manifest.yaml").exists():
@@ -357,6 +359,17 @@ def make_base_corpus(out_dir, n_sentences: int = 4000, n_dev: int = 100, seed: i
     sents = compose_sentences(n_sentences, seed, exclude=SENTENCES + HELDOUT_SENTENCES)
     return make_corpus(out_dir, seed=seed, sentences=sents, splits=(n_sentences - n_dev, n_dev, 0), pairing="one",
                        n_jobs=n_jobs, on_clip="lower", **kwargs)
+
+# %% ../../nbs/04_data.corpus.ipynb #d88b9241
+def heldout_dir() -> Path:
+    "The Kaldi dir of the held-out sentences' recordings, `data_samples/heldout/eval`."
+    return data_samples_dir()/"heldout"/"eval"
+
+def make_heldout_corpus(out_dir=None, seed: int = 0, **kwargs) -> dict:
+    "Speak `HELDOUT_SENTENCES` in every emotion into `out_dir` (default `data_samples/heldout`), one split `eval`."
+    out_dir = Path(out_dir) if out_dir is not None else heldout_dir().parent
+    return make_corpus(out_dir, seed=seed, sentences=HELDOUT_SENTENCES, splits=(len(HELDOUT_SENTENCES),),
+                       split_names=("eval",), **kwargs)
 
 # %% ../../nbs/04_data.corpus.ipynb #a784a895
 COMMON_EMOTIONS = ("neutral", "happy", "sad", "angry", "surprise", "fear", "disgust", "calm")
