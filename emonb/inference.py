@@ -238,6 +238,7 @@ def load_ref_audio(self: Text2Speech, ref_audio, sr: int | None = None) -> np.nd
     name = "reference audio"
     if isinstance(ref_audio, (str, Path)):
         name = f"reference audio {ref_audio}"
+        if not Path(ref_audio).is_file(): raise FileNotFoundError(f"{name}: not found")
         try: y, sr = sf.read(str(ref_audio), dtype="float32", always_2d=True)
         except Exception as e: raise ValueError(f"{name}: cannot read it: {e}") from None
         y = y.T                                                        # (channels, T)

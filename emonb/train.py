@@ -675,7 +675,11 @@ def _prepare_output(self: Trainer):
     o, out = self.options, self.output_dir
     if out is None: return None
     ckpt = out/"checkpoint.pth"
-    if self.dist.is_main: out.mkdir(parents=True, exist_ok=True)
+    if self.dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        for t in out.glob(".*.pth.*.tmp"):                   # an atomic_save that a kill cut short
+            logger.info(f"removing {t.name} ({t.stat().st_size} bytes), an unfinished write of an earlier run")
+            t.unlink(missing_ok=True)
     if not ckpt.exists():
         if o.resume: logger.info(f"resume: no checkpoint in {out}; starting from scratch")
         return None

@@ -22,7 +22,7 @@ def read_2column_text(path, what: str = "value", with_lines: bool = False):
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: file not found")
     data, lines = {}, {}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:                      # a BOM (Windows editors) is an encoding mark
         for n, raw in enumerate(f, 1):
             line = raw.strip()
             if not line: continue

@@ -227,7 +227,7 @@ def load_token_list(path) -> list[str]:
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: token list not found")
     tokens, seen = [], {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         tok = line.rstrip("\r\n")
         if tok == "" or tok != tok.strip(): raise ValueError(f"{path}:{n}: empty token or token with surrounding whitespace: {line!r}")
         if tok in seen: raise ValueError(f"{path}:{n}: token {tok!r} repeats line {seen[tok]}")

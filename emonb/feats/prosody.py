@@ -277,7 +277,7 @@ def read_factors(path, dim: int | None = len(FACTOR_NAMES)) -> dict:
     if path.suffix == ".npy":                                     # arrays only, never code (emonb.data.dataset)
         for uid, v in load_array_dict(path).items(): out[uid], where[uid] = np.asarray(v, np.float32).ravel(), f"{path}"
     else:
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for i, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
             if not line.strip(): continue
             parts = line.split(maxsplit=1)
             if len(parts) < 2: raise ValueError(f"{path}:{i}: expected '<utt-id> v1,...,vN', got {line!r}")
