@@ -132,6 +132,8 @@ def _data_arguments(cls: TTSTask, p):
     g.add_argument("--token_type", type=str, default="char", choices=["char", "phn"])
     g.add_argument("--cleaner", type=str_or_none, default="english", help="text cleaner (emonb.data.text.CLEANERS)")
     g.add_argument("--emotions", type=str, nargs="+", default=list(EMOTIONS), help="emotion names, in soft-label order")
+    g.add_argument("--resample", type=str2bool, default=False,
+                   help="resample audio at another rate to the front end's when loading it (default: an error)")
     g.add_argument("--stats_dir", type=str_or_none, default=None, help="where prepare_features writes (default OUTPUT_DIR/stats)")
     g = p.add_argument_group("batch sampler")
     g.add_argument("--batch_type", type=str, default="folded", choices=list(BATCH_TYPES))
@@ -215,13 +217,13 @@ def build_dataset(cls: TTSTask, args, mode: str = "train", preprocess: bool = Tr
     token_list = cls.token_list(args) if preprocess else None
     if d is not None:
         ds = EmoDataset.from_dir(d, token_list=token_list, emotions=args.emotions, feats=feats_file, fs=fs,
-                                 cleaner=args.cleaner, token_type=args.token_type)
+                                 resample=args.resample, cleaner=args.cleaner, token_type=args.token_type)
         if not preprocess: ds.preprocess = None
         return ds
     if feats_file is not None and not any(n == "emo_feats" for _, n, _ in triples):
         triples.append((feats_file, "emo_feats", "npy" if Path(feats_file).suffix in (".npy", ".npz", ".scp") else "csv_float"))
     pre = EmoPreprocessor(token_list, emotions=args.emotions, cleaner=args.cleaner, token_type=args.token_type) if preprocess else None
-    return EmoDataset(triples, preprocess=pre, fs=fs)
+    return EmoDataset(triples, preprocess=pre, fs=fs, resample=args.resample)
 
 @patch(cls_method=True)
 def token_list(cls: TTSTask, args) -> list:

@@ -154,7 +154,8 @@ class SoundReader(TextReader):
         if info.frames == 0: raise ValueError(f"{self._who(uid)}: audio file {p} has 0 samples")
         if self.fs is not None and info.samplerate != self.fs and not self.resample:
             raise ValueError(f"{self._who(uid)}: {p} is sampled at {info.samplerate} Hz, expected {self.fs} Hz; "
-                             "resample the corpus or set resample=True")
+                             "resample the corpus, or load it resampled (emonb train --resample true; "
+                             "resample=True here)")
         return p, info
 
     def shape(self, uid) -> tuple[int]:
