@@ -396,8 +396,10 @@ def check_identity(self: Trainer, state: dict, path):
     if state.get("format") != CKPT_FORMAT:
         raise ValueError(f"{path}: not an emonb training checkpoint (format {state.get('format')!r}, expected {CKPT_FORMAT!r})")
     mine, theirs = _flatten(self.identity()), _flatten(state["identity"])
+    added = lambda k: k not in theirs and mine[k] in (None, False)    # an option newer than the checkpoint, left off
+    differs = lambda k: mine.get(k, "<absent>") != theirs.get(k, "<absent>") and not added(k)
     diff = [f"{k}: {theirs.get(k, '<absent>')!r} in the checkpoint, {mine.get(k, '<absent>')!r} now"
-            for k in sorted(set(mine) | set(theirs)) if mine.get(k, "<absent>") != theirs.get(k, "<absent>")]
+            for k in sorted(set(mine) | set(theirs)) if differs(k)]
     if diff:
         raise ValueError(f"{path} was written by a different configuration ({len(diff)} differences: {'; '.join(diff[:5])}"
                          f"{' ...' if len(diff) > 5 else ''}); use another output_dir or the same configuration")
