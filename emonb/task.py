@@ -248,6 +248,9 @@ def prepare_features(cls: TTSTask, args, force: bool = False, progress: bool = F
     if args.normalize == "global_mvn" and (stats is None or force or not Path(stats).exists()):
         fe = feats_extract_choices.build(args.feats_extract or "fbank", args.feats_extract_conf)
         path = collect_stats(cls.build_dataset(args, "train", preprocess=False), fe, out/"train", progress=progress)
+        if stats is not None and not force:
+            logging.getLogger("emonb.task").warning(f"normalize_conf stats_file {stats} not found: "
+                                                  f"collected the training set's statistics into {path} instead")
         args.normalize_conf = {**(args.normalize_conf or {}), "stats_file": str(path)}
         done["feats_stats"] = str(path)
     if (args.tts_conf or {}).get("prosody_dim", 0) or args.emo_extract == "prosody":
@@ -365,6 +368,13 @@ def build_model_from_file(cls: TTSTask, config_file, model_file=None, device="cp
         if missing or unexpected:
             raise ValueError(f"{model_file}: does not fit the model of {config_file}: missing {missing[:5]}"
                              f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        shapes = [(k, tuple(sd[k].shape), tuple(v.shape)) for k, v in own.items() if tuple(sd[k].shape) != tuple(v.shape)]
+        if shapes:
+            k, theirs, mine = shapes[0]
+            hint = "the token list" if k.endswith("embed.weight") else "the model sizes (tts_conf)"
+            raise ValueError(f"{model_file}: does not fit the model of {config_file}: {k} is {theirs} in the file, "
+                             f"{mine} in the model ({len(shapes)} parameter(s) differ); likely cause: {hint} of the config "
+                             "is not the one these weights were trained with")
         model.load_state_dict(sd)
     return model.to(device).eval(), args
 
