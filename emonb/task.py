@@ -373,8 +373,8 @@ def build_model_from_file(cls: TTSTask, config_file, model_file=None, device="cp
             k, theirs, mine = shapes[0]
             hint = "the token list" if k.endswith("embed.weight") else "the model sizes (tts_conf)"
             raise ValueError(f"{model_file}: does not fit the model of {config_file}: {k} is {theirs} in the file, "
-                             f"{mine} in the model ({len(shapes)} parameter(s) differ); likely cause: {hint} of the config "
-                             "is not the one these weights were trained with")
+                             f"{mine} in the model ({len(shapes)} parameter(s) differ); likely cause: {hint} "
+                             "of the config is not the one these weights were trained with")
         model.load_state_dict(sd)
     return model.to(device).eval(), args
 
