@@ -342,6 +342,10 @@ def _from_dir(cls, data_dir, token_list=None, emotions=EMOTIONS, feats=None, spe
     if (d/"utt2spk").exists():
         ds.utt2spk = read_2column_text(d/"utt2spk", "speaker")
         _check_same_ids(ds.keys(), d/"wav.scp", list(ds.utt2spk), d/"utt2spk")
+    labels, line = read_2column_text(d/"utt2emo", "emotion", with_lines=True)
+    for u, lab in labels.items():                       # every label now, before any statistics are collected
+        try: pre.emotion_vector(lab, u)
+        except ValueError as e: raise ValueError(f"{d/'utt2emo'}:{line[u]}: {e}") from None
     return ds
 
 EmoDataset.from_dir = _from_dir
