@@ -291,7 +291,9 @@ class TextProcessor:
         missing = self.converter.unknown(tokens)
         if missing and not self.unk_ok:
             raise ValueError(f"{who}: characters not in the token list: {missing} (cleaned text: {clean!r}); "
-                             "fix the text, rebuild the token list, or set unk_ok=True to map them to <unk>")
+                             "fix the text, or rebuild the token list from training text that holds them "
+                             "(emonb train builds it when no token_list is given); in Python, unk_ok=True "
+                             "(TextProcessor, EmoDataset.from_dir) reads them as <unk>")
         ids = self.converter.tokens2ids(tokens, unk_ok=True)
         return np.array(ids + ([self.eos_id] if self.add_eos else []), dtype=np.int64)
 
