@@ -685,8 +685,7 @@ def _prepare_output(self: Trainer):
     if not ckpt.exists():
         if o.resume: logger.info(f"resume: no checkpoint in {out}; starting from scratch")
         return None
-    try: state = torch.load(ckpt, map_location=self.device, weights_only=True)
-    except Exception as e: raise ValueError(f"{ckpt}: cannot read the checkpoint: {e}") from e
+    state = safe_load(ckpt, self.device, what="training checkpoint")     # tensors and plain types only
     self.check_identity(state, ckpt)
     if not o.resume:
         raise FileExistsError(f"{out} already holds a checkpoint (epoch {state['pos']['epoch']}, iteration "
@@ -838,7 +837,7 @@ def train_main(args, progress_bar: bool = True) -> Trainer | None:
     trainer = Trainer(model, [opt], [sched] if sched is not None else [], train_it, valid_it, output_dir=args.output_dir,
                       options=trainer_options(args, progress_bar=progress_bar), config=_jsonable(vars(args)))
     ckpt = Path(args.output_dir)/"checkpoint.pth"
-    if ckpt.exists(): trainer.check_identity(torch.load(ckpt, map_location="cpu", weights_only=True), ckpt)
+    if ckpt.exists(): trainer.check_identity(safe_load(ckpt, "cpu", what="training checkpoint"), ckpt)
     if info.is_main: TTSTask.save_config(args)
     if args.dry_run: return None
     trainer.run()
