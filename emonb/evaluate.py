@@ -165,7 +165,7 @@ def control_correlation(t2s: Text2Speech, out_dir, factors=CONTROL_FACTORS, valu
                         texts=None, emo_labs="neutral", **options) -> dict:
     "Per factor: requested vs measured (mean over `texts`), Spearman and Pearson correlation, plot path."
     exp = ExpStyleTTS(t2s, out_dir, texts, **options)
-    return {f: exp.exp_psd_contrl(f, values, emo_labs) for f in factors}
+    return {f: exp.exp_prosody_control(f, values, emo_labs) for f in factors}
 
 def is_monotone(values, tol: float = 0.02) -> bool:
     "True when no step of `values` falls by more than `tol`."

@@ -17,51 +17,13 @@ from .core import data_samples_dir, get_device, load_yaml, save_yaml, set_seed
 from .data.text import TextProcessor, save_token_list
 from .data.dataset import EmoDataset, read_2column_text
 from .feats.prosody import FACTOR_NAMES, ProsodyFactors, ProsodyNormalizer, count_tokens
+from .model import Conditioning
 from .task import TTSTask
-from .train import Trainer, TrainerOptions
 from .vocoder import Spectrogram2Wav
 
 # %% auto #0
-__all__ = ['TINY_TTS_CONF', 'MODEL_PREFERENCE', 'tiny_experiment', 'find_model_file', 'Text2Speech', 'Synthesis', 'file_sha256',
-           'check_checksums', 'export_model', 'model_readme', 'base_voice_dir', 'rankdata', 'spearman', 'ExpStyleTTS']
-
-# %% ../nbs/14_inference.ipynb #9652581e
-TINY_TTS_CONF = dict(embed_dim=32, eunits=32, econv_chans=32, adim=32, aconv_chans=8, dunits=64, prenet_units=32,
-                     postnet_chans=32, postnet_layers=2, reduction_factor=3, cond_dim=16, dropout_rate=0.0,
-                     zoneout_rate=0.0, n_emotions=4, prosody_dim=len(FACTOR_NAMES))
-
-def _subset_dir(src: Path, out: Path, n_per_emotion: int) -> Path:
-    "The `n_per_emotion` shortest utterances of each emotion of Kaldi dir `src` as dir `out` (absolute wav paths)."
-    out.mkdir(parents=True, exist_ok=True)
-    ds, emo = EmoDataset.from_dir(src, feats=False), read_2column_text(src/"utt2emo")
-    n = lambda u: ds.loaders["speech"].shape(u)[0]
-    keep = sorted(u for e in dict.fromkeys(emo.values()) for u in sorted((u for u in ds.keys() if emo[u] == e), key=n)[:n_per_emotion])
-    for f in ("wav.scp", "text", "utt2emo", "utt2spk"):
-        rows = read_2column_text(src/f)
-        if f == "wav.scp": rows = {u: str(ds.loaders["speech"].audio_path(u).resolve()) for u in rows}
-        (out/f).write_text("".join(f"{u} {rows[u]}\n" for u in keep))
-    return out
-
-def tiny_experiment(out_dir, n_per_emotion: int = 2, max_epoch: int = 3, iters_per_epoch: int = 10, seed: int = 0,
-                    tts_conf: dict | None = None, **options) -> Path:
-    "Train a tiny model on a few corpus utterances into `out_dir/exp` (config.yaml + weights); returns that run folder."
-    out = Path(out_dir)
-    train = _subset_dir(data_samples_dir()/"train", out/"data/train", n_per_emotion)
-    valid = _subset_dir(data_samples_dir()/"train", out/"data/valid", 1)       # same sentences: the token list covers them
-    conf = dict(output_dir=str(out/"exp"), train_data_dir=str(train), valid_data_dir=str(valid), seed=seed,
-                tts_conf={**TINY_TTS_CONF, **(tts_conf or {})}, emo_extract="prosody", optim="adam", optim_conf=dict(lr=3e-3),
-                batch_type="numel", batch_bins=2000000, max_epoch=max_epoch, num_iters_per_epoch=iters_per_epoch,
-                keep_nbest_models=2, best_model_criterion=[["valid", "loss", "min"]], use_tensorboard=False, num_att_plot=0, **options)
-    save_yaml(conf, out/"tiny.yaml")
-    args = TTSTask.parse_args(["--config", str(out/"tiny.yaml")])
-    TTSTask.prepare_features(args)
-    set_seed(seed)
-    model = TTSTask.build_model(args)
-    TTSTask.save_config(args)
-    topts = TrainerOptions.from_config({**vars(args), "device": "cpu", "progress_bar": False, "keep_nbest_models": 2})
-    Trainer(model, TTSTask.build_optimizer(args, model), [], TTSTask.build_iter_factory(args, "train"),
-            TTSTask.build_iter_factory(args, "valid"), args.output_dir, topts, config=vars(args)).run()
-    return Path(args.output_dir)
+__all__ = ['MODEL_PREFERENCE', 'find_model_file', 'Text2Speech', 'Synthesis', 'file_sha256', 'check_checksums', 'export_model',
+           'model_readme', 'base_voice_dir', 'rankdata', 'spearman', 'ExpStyleTTS']
 
 # %% ../nbs/14_inference.ipynb #bbe34ed3
 MODEL_PREFERENCE = ("valid.loss.ave.pth", "valid.loss.best.pth", "train.loss.ave.pth", "train.loss.best.pth")
@@ -167,69 +129,14 @@ def text_to_ids(self: Text2Speech, text: str) -> np.ndarray:
 # %% ../nbs/14_inference.ipynb #78c7ca88
 @patch
 def emotion_vector(self: Text2Speech, emo_labs="neutral", intensity: float = 1.0) -> np.ndarray:
-    "A soft label (float32, `self.emotions` order, sums to 1) from a name, mixture string, dict, vector or class id, blended towards neutral by `intensity`."
-    E, known = len(self.emotions), self.emotions
-    def _name(n):
-        if n not in known: raise ValueError(f"unknown emotion {n!r}; known emotions: {known}")
-        return known.index(n)
-    if isinstance(emo_labs, str) and ":" in emo_labs:
-        try: emo_labs = {k.strip(): float(v) for k, v in (p.split(":") for p in emo_labs.split(","))}
-        except ValueError: raise ValueError(f"emotion mixture {emo_labs!r}: expected 'name:weight,name:weight'") from None
-    if isinstance(emo_labs, str): v = np.eye(E, dtype=np.float64)[_name(emo_labs.strip())]
-    elif isinstance(emo_labs, dict):
-        v = np.zeros(E)
-        for k, w in emo_labs.items(): v[_name(k)] += float(w)
-    elif isinstance(emo_labs, (int, np.integer)) and not isinstance(emo_labs, bool):
-        if not 0 <= emo_labs < E: raise ValueError(f"emotion class id {emo_labs} out of range 0..{E - 1} ({known})")
-        v = np.eye(E)[int(emo_labs)]
-    else:
-        v = np.asarray(emo_labs.detach().cpu() if torch.is_tensor(emo_labs) else emo_labs, np.float64).reshape(-1)
-        if v.shape != (E,): raise ValueError(f"emotion vector has {v.size} values; expected {E}, one per emotion {known}")
-    if not np.isfinite(v).all(): raise ValueError(f"emotion weights must be finite, got {v.tolist()}")
-    if (v < 0).any(): raise ValueError(f"emotion weights must be >= 0, got {dict(zip(known, v.tolist()))}")
-    if v.sum() <= 0: raise ValueError(f"emotion weights are all zero: give at least one of {known} a positive weight")
-    v = v / v.sum()
-    if not (isinstance(intensity, (int, float, np.floating)) and 0 <= intensity <= 1):
-        raise ValueError(f"intensity must be a number in [0, 1] (1: the emotion as asked, 0: neutral), got {intensity!r}")
-    if intensity != 1:
-        if "neutral" not in known: raise ValueError(f"intensity blends towards 'neutral', which is not among the emotions {known}")
-        v = intensity * v + (1 - intensity) * np.eye(E)[known.index("neutral")]
-    return v.astype(np.float32)
+    "A soft label (float32, `self.emotions` order, sums to 1) from any request form: the model's `soft_label`."
+    return self.model.soft_label(emo_labs, intensity)
 
 # %% ../nbs/14_inference.ipynb #8f3cc036
 @patch
-def _factor_dict(self: Text2Speech, d: dict, what: str) -> dict:
-    bad = [k for k in d if k not in self.factor_names]
-    if bad: raise ValueError(f"{what}: unknown prosody factor(s) {bad}; the factors are {self.factor_names}")
-    out = {}
-    for k, v in d.items():
-        try: out[k] = float(v)
-        except (TypeError, ValueError): raise ValueError(f"{what}[{k!r}] must be a number, got {v!r}") from None
-        if not math.isfinite(out[k]): raise ValueError(f"{what}[{k!r}] must be finite, got {v!r}")
-    return out
-
-@patch
 def prosody_vector(self: Text2Speech, base=None, emo_feats=None, emo_feats_delta=None) -> np.ndarray:
-    "Factors in [0, 1]: `base` (P values), overridden by absolute `emo_feats` (dict or full vector), shifted by `emo_feats_delta` (dict)."
-    P = len(self.factor_names)
-    if emo_feats is not None and not isinstance(emo_feats, dict):
-        v = np.asarray(emo_feats.detach().cpu() if torch.is_tensor(emo_feats) else emo_feats, np.float64).reshape(-1)
-        if v.shape != (P,): raise ValueError(f"emo_feats vector has {v.size} values; expected {P}: {self.factor_names}")
-        if not np.isfinite(v).all() or (v < 0).any() or (v > 1).any():
-            raise ValueError(f"emo_feats values must lie in [0, 1], got {np.round(v, 3).tolist()}")
-    else:
-        over = self._factor_dict(emo_feats or {}, "emo_feats")
-        out = [k for k, x in over.items() if not 0 <= x <= 1]
-        if out: raise ValueError(f"emo_feats are absolute values in [0, 1]; {out} are outside (use emo_feats_delta for shifts)")
-        if base is None:
-            missing = [k for k in self.factor_names if k not in over]
-            if missing: raise ValueError(f"no prediction to start from: give emo_feats for all factors (missing {missing})")
-            base = [over[k] for k in self.factor_names]
-        v = np.asarray(base, np.float64).reshape(-1).copy()
-        if v.shape != (P,): raise ValueError(f"base factors have {v.size} values; expected {P}")
-        for k, x in over.items(): v[self.factor_names.index(k)] = x
-    for k, dx in self._factor_dict(emo_feats_delta or {}, "emo_feats_delta").items(): v[self.factor_names.index(k)] += dx
-    return np.clip(v, 0, 1).astype(np.float32)
+    "Factors in [0, 1]: `base`, overridden by absolute `emo_feats`, shifted by `emo_feats_delta`: the model's `factor_vector`."
+    return self.model.factor_vector(base, emo_feats, emo_feats_delta)
 
 # %% ../nbs/14_inference.ipynb #304c4d16
 @patch
@@ -272,51 +179,21 @@ def measure_factors(self: Text2Speech, wav, text: str | None = None, n_tokens: i
 
 # %% ../nbs/14_inference.ipynb #60fb0b75
 @patch
-def _model_uses_ref(self: Text2Speech) -> bool:
-    return bool(getattr(self.tts, "use_ref_encoder", False)) or self.model.emo_classifier is not None
-
-@patch
 @torch.no_grad()
 def predict_factors(self: Text2Speech, emo_labs) -> np.ndarray:
     "The factors the model's emotion-to-prosody head predicts for soft label(s) `(E,)` or `(B, E)`."
-    head = getattr(self.tts, "emo2prosody", None)
-    if head is None: raise ValueError("this model has no emotion-to-prosody head (needs n_emotions and prosody_dim)")
     x = torch.as_tensor(np.asarray(emo_labs, np.float32), device=self.device)
-    return head(x[None] if x.dim() == 1 else x).cpu().numpy()[0 if x.dim() == 1 else slice(None)]
+    return self.tts.predict_prosody(x[None] if x.dim() == 1 else x).cpu().numpy()[0 if x.dim() == 1 else slice(None)]
 
 @patch
 @torch.no_grad()
 def conditioning(self: Text2Speech, ref_audio=None, emo_labs=None, emo_feats=None, emo_feats_delta=None,
-                 intensity: float = 1.0, ref_text: str | None = None) -> dict:
-    "The request resolved to `dict(emo_labs, emo_feats, ref_speech)` (numpy arrays or None) for the model."
-    m, ref = self.model, None
-    uses_feats, uses_labels = bool(m.prosody_dim), bool(m.n_emotions)
-    if ref_audio is not None:
-        ref = self.load_ref_audio(ref_audio)
-        if not (self._model_uses_ref() or uses_feats):
-            raise ValueError("this model takes no reference audio (no reference encoder, no emotion classifier, no prosody factors)")
-    labs = None
-    if uses_labels:
-        if emo_labs is not None: labs = self.emotion_vector(emo_labs, intensity)
-        elif ref is not None and m.emo_classifier is not None and getattr(m.emo_classifier, "input_type", "mel") != "prosody" \
-                and not hasattr(m.emo_classifier, "prosody_dim"):
-            labs = self.emotion_vector(m._soft_labels(*m.extract_ref(ref, normalize=False), None)[0].cpu().numpy(), intensity)
-        elif ref is None or not getattr(self.tts, "use_ref_encoder", False) or getattr(self.tts, "ref_emo_classifier", None) is None:
-            labs = self.emotion_vector("neutral", intensity)            # else the tts' own reference classifier decides
-    elif emo_labs is not None: raise ValueError("this model is not conditioned on emotion labels (n_emotions: 0); emo_labs cannot be used")
-    feats = None
-    if uses_feats:
-        base = None
-        if ref is not None and self.normalizer is not None:
-            base = np.clip(self.measure_factors(ref, ref_text)[0], 0, 1)
-            if np.isnan(base).any(): base = np.where(np.isnan(base), self.predict_factors(labs) if labs is not None else 0.5, base)
-        elif labs is not None and getattr(self.tts, "emo2prosody", None) is not None: base = self.predict_factors(labs)
-        if base is not None or emo_feats is not None or emo_feats_delta: feats = self.prosody_vector(base, emo_feats, emo_feats_delta)
-    elif emo_feats is not None or emo_feats_delta:
-        raise ValueError("this model is not conditioned on prosody factors (prosody_dim: 0); emo_feats cannot be used")
-    if getattr(self.tts, "use_ref_encoder", False) and ref is None:
-        raise ValueError("this model has a reference encoder: give ref_audio (a recording whose style to copy)")
-    return dict(emo_labs=labs, emo_feats=feats, ref_speech=ref if getattr(self.tts, "use_ref_encoder", False) else None)
+                 intensity: float = 1.0, ref_text: str | None = None) -> Conditioning:
+    "One request as the model takes it (`EmoTTSModel.condition`), the reference read and measured here."
+    ref = None if ref_audio is None else self.load_ref_audio(ref_audio)
+    measure = ref is not None and self.model.prosody_dim and self.normalizer is not None
+    return self.model.condition(1, emo_labs, emo_feats, ref, intensity=intensity, emo_feats_delta=emo_feats_delta,
+                                ref_factors=self.measure_factors(ref, ref_text)[0] if measure else None)
 
 # %% ../nbs/14_inference.ipynb #8ead6741
 @patch
@@ -345,7 +222,8 @@ class Synthesis:
     prob: np.ndarray                       # stop probabilities (L,)
     emo_labs: np.ndarray | None = None     # soft label used (E,)
     emo_feats: np.ndarray | None = None    # prosody factors used (P,), [0, 1]
-    conditioning: dict = field(default_factory=dict)   # the same, named: {"emo_labs": {name: w}, "emo_feats": {factor: v}, "ref_audio": bool}
+    conditioning: dict = field(default_factory=dict)   # named: {"emo_labs": {name: w}, "emo_feats": {factor: v}, "ref_audio": bool,
+                                                       #         "sources": {part: where it came from}}
 
     def __getitem__(self, k): return getattr(self, k)
     def keys(self): return [f for f in self.__dataclass_fields__]
@@ -375,6 +253,24 @@ def _per_item(x, n: int, name: str, numbers_are_one: bool = True) -> list:
 
 # %% ../nbs/14_inference.ipynb #ecf296a5
 @patch
+def _vocode(self: Text2Speech, feats, lens, voc: dict) -> list:
+    "Waveforms of denormalised log-mel `(B, L, D)`, with the vocoder options of this call only."
+    saved = {k: getattr(self.vocoder, k) for k in voc}
+    try:
+        for k, v in voc.items(): setattr(self.vocoder, k, v)
+        return list(self.vocoder(feats, lens))
+    finally:
+        for k, v in saved.items(): setattr(self.vocoder, k, v)
+
+@patch
+def _named(self: Text2Speech, cond: Conditioning, b: int, ref_audio) -> dict:
+    "Utterance `b`'s conditioning with names: `{emo_labs: {emotion: w}, emo_feats: {factor: v}, ref_audio, sources}`."
+    name = lambda x, keys: None if x is None else {k: round(float(v), 4) for k, v in zip(keys, x[b].cpu())}
+    return dict(emo_labs=name(cond.emo_labs, self.emotions), emo_feats=name(cond.emo_feats, self.factor_names),
+                ref_audio=ref_audio is not None, sources=cond.sources[b])
+
+# %% ../nbs/14_inference.ipynb #e38bbec1
+@patch
 @torch.no_grad()
 def synthesize_batch(self: Text2Speech, texts: list, ref_audio=None, emo_labs=None, emo_feats=None, emo_feats_delta=None,
                      intensity=1.0, ref_text=None, match_energy: bool = True, **options) -> list[Synthesis]:
@@ -382,48 +278,24 @@ def synthesize_batch(self: Text2Speech, texts: list, ref_audio=None, emo_labs=No
     if isinstance(texts, str): raise TypeError("synthesize_batch takes a list of texts; call the object for one text")
     if not texts: raise ValueError("synthesize_batch: no texts")
     dec, voc = self._split_options(options)
-    n, m = len(texts), self.model
-    ids = [self.text_to_ids(t) for t in texts]
+    n, ids = len(texts), [self.text_to_ids(t) for t in texts]
     args = [_per_item(a, n, nm) for a, nm in ((ref_audio, "ref_audio"), (emo_labs, "emo_labs"), (emo_feats, "emo_feats"),
                                               (emo_feats_delta, "emo_feats_delta"), (ref_text, "ref_text"))]
     args.insert(4, _per_item(intensity, n, "intensity", numbers_are_one=False))
-    conds = [self.conditioning(*a) for a in zip(*args)]
-    T = max(len(i) for i in ids)
-    text = torch.zeros(n, T, dtype=torch.long)
-    for b, i in enumerate(ids): text[b, :len(i)] = torch.from_numpy(i)
-    stack = lambda k: None if conds[0][k] is None else torch.from_numpy(np.stack([c[k] for c in conds])).to(self.device)
-    ref_feats = ref_lens = None
-    if conds[0]["ref_speech"] is not None:
-        refs = [m.extract_ref(c["ref_speech"]) for c in conds]
-        ref_lens = torch.cat([l for _, l in refs])
-        ref_feats = torch.zeros(n, int(ref_lens.max()), refs[0][0].size(-1), device=self.device)
-        for b, (f, l) in enumerate(refs): ref_feats[b, :int(l[0])] = f[0, :int(l[0])]
+    cond = Conditioning.cat([self.conditioning(*a) for a in zip(*args)])
+    text = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(i) for i in ids], batch_first=True)
     out = self.tts.inference_batch(text.to(self.device), torch.tensor([len(i) for i in ids], device=self.device),
-                                   emo_labs=stack("emo_labs"), emo_feats=stack("emo_feats"), ref_feats=ref_feats,
-                                   ref_feats_lengths=ref_lens, **dec)
-    lens = out["feat_lengths"].long()
+                                   **cond.tts_kwargs(), **dec)
+    lens, m = out["feat_lengths"].long(), self.model
     feats = m.normalize.inverse(out["feat_gen"], lens)[0] if m.normalize is not None else out["feat_gen"]
-    saved = {k: getattr(self.vocoder, k) for k in voc}
-    try:
-        for k, v in voc.items(): setattr(self.vocoder, k, v)
-        wavs = self.vocoder(feats, lens)
-    finally:
-        for k, v in saved.items(): setattr(self.vocoder, k, v)
-    wavs, feats = list(wavs), list(feats)
-    if match_energy and out.get("emo_feats") is not None and self.normalizer is not None:
+    wavs, feats = self._vocode(feats, lens, voc), list(feats)
+    if match_energy and cond.emo_feats is not None and self.normalizer is not None:
         for b in range(n): wavs[b], feats[b] = self.match_energy(wavs[b], feats[b], out["emo_feats"][b])
-    r, res = self.tts.reduction_factor, []
-    for b in range(n):
-        L, labs = int(lens[b]), out.get("emo_labs")
-        labs = labs[b].cpu().numpy() if labs is not None else None
-        fe = out["emo_feats"][b].cpu().numpy() if out.get("emo_feats") is not None else None
-        named = dict(emo_labs=None if labs is None else {k: round(float(x), 4) for k, x in zip(self.emotions, labs)},
-                     emo_feats=None if fe is None else {k: round(float(x), 4) for k, x in zip(self.factor_names, fe)},
-                     ref_audio=args[0][b] is not None)
-        res.append(Synthesis(texts[b], wavs[b].cpu().numpy(), self.fs, feats[b][:L].cpu().numpy(),
-                             out["att_w"][b, :L // r, :len(ids[b]) + 1].cpu().numpy(), out["prob"][b, :L].cpu().numpy(),
-                             labs, fe, named))
-    return res
+    r, np_ = self.tts.reduction_factor, lambda x, b: None if x is None else x[b].cpu().numpy()
+    return [Synthesis(texts[b], wavs[b].cpu().numpy(), self.fs, feats[b][:int(lens[b])].cpu().numpy(),
+                      out["att_w"][b, :int(lens[b]) // r, :len(ids[b]) + 1].cpu().numpy(), out["prob"][b, :int(lens[b])].cpu().numpy(),
+                      np_(out.get("emo_labs"), b), np_(out.get("emo_feats"), b), self._named(cond, b, args[0][b]))
+            for b in range(n)]
 
 @patch
 def __call__(self: Text2Speech, text: str, ref_audio=None, emo_labs=None, emo_feats=None, emo_feats_delta=None,
@@ -545,12 +417,12 @@ class ExpStyleTTS:
 
 # %% ../nbs/14_inference.ipynb #463f0894
 @patch
-def exp_psd_contrl(self: ExpStyleTTS, factor: str, values=(0.1, 0.3, 0.5, 0.7, 0.9), emo_labs="neutral") -> dict:
+def exp_prosody_control(self: ExpStyleTTS, factor: str, values=(0.1, 0.3, 0.5, 0.7, 0.9), emo_labs="neutral") -> dict:
     "Sweep prosody factor `factor` over `values`; write wavs + `psd_<factor>.png`; return requested vs measured and their correlation."
     t2s = self.t2s
-    t2s._factor_dict({factor: 0}, "factor")
+    if factor not in t2s.factor_names: raise ValueError(f"unknown prosody factor {factor!r}; the factors are {t2s.factor_names}")
     values = [float(v) for v in values]
-    if len(values) < 2: raise ValueError("exp_psd_contrl needs at least two values to correlate")
+    if len(values) < 2: raise ValueError("exp_prosody_control needs at least two values to correlate")
     j, M, wavs = t2s.factor_names.index(factor), np.full((len(self.texts), len(values)), np.nan), []
     for i, text in enumerate(self.texts):
         outs = t2s.synthesize_batch([text] * len(values), emo_labs=emo_labs, emo_feats=[{factor: v} for v in values], **self.options)
@@ -568,6 +440,8 @@ def exp_psd_contrl(self: ExpStyleTTS, factor: str, values=(0.1, 0.3, 0.5, 0.7, 0
     ax.legend(fontsize=8); fig.tight_layout(); fig.savefig(self.out_dir/f"psd_{factor}.png", dpi=100)
     res["png"] = str(self.out_dir/f"psd_{factor}.png")
     return res
+
+ExpStyleTTS.exp_psd_contrl = ExpStyleTTS.exp_prosody_control     # the seed design's name
 
 # %% ../nbs/14_inference.ipynb #42bba510
 @patch

@@ -290,7 +290,7 @@ def build_model(cls: TTSTask, args) -> EmoTTSModel:
     if n_emo and n_emo != len(args.emotions):
         raise ValueError(f"tts_conf n_emotions={n_emo} but {len(args.emotions)} emotions are given: {args.emotions}")
     tts = tts_choices.build(args.tts, tts_conf, len(token_list), odim)
-    return EmoTTSModel(fe, normalize, emo_extract, emo_classifier, tts)
+    return EmoTTSModel(fe, normalize, emo_extract, emo_classifier, tts, emotions=args.emotions)
 
 # %% ../nbs/11_task.ipynb #af44d8d2
 @patch(cls_method=True)

@@ -329,6 +329,14 @@ RESUME_MUTABLE = {"resume", "config", "log_level", "dry_run", "max_epoch", "pati
 
 def _jsonable(obj): return json.loads(json.dumps(obj, default=str, sort_keys=True))
 
+def _relocatable(obj, root):
+    "`obj` with each path string inside the run folder `root` written as `<output_dir>/...`: a copied or moved run resumes."
+    if isinstance(obj, dict): return {k: _relocatable(v, root) for k, v in obj.items()}
+    if isinstance(obj, list): return [_relocatable(v, root) for v in obj]
+    if root is None or not isinstance(obj, str) or "/" not in obj.replace(os.sep, "/"): return obj
+    try: return "<output_dir>/" + Path(obj).resolve().relative_to(Path(root).resolve()).as_posix()
+    except (ValueError, OSError): return obj
+
 def _flatten(d, prefix=""):
     if isinstance(d, dict):
         out = {}
@@ -385,7 +393,8 @@ def _use_cuda_graphs(self: Trainer):
 def identity(self: Trainer) -> dict:
     "What a checkpoint must match to be resumed by this trainer (JSON-like)."
     opts = {k: v for k, v in asdict(self.options).items() if k not in RESUME_MUTABLE}
-    return _jsonable(dict(config={k: v for k, v in self.config.items() if k not in RESUME_MUTABLE}, options=opts,
+    config = _relocatable(_jsonable({k: v for k, v in self.config.items() if k not in RESUME_MUTABLE}), self.output_dir)
+    return _jsonable(dict(config=config, options=opts,
                           model={k: list(v.shape) for k, v in self.module.state_dict().items()},
                           optimizers=[type(o).__name__ for o in self.optimizers],
                           schedulers=[type(s).__name__ if s is not None else None for s in self.schedulers]))
@@ -395,7 +404,7 @@ def check_identity(self: Trainer, state: dict, path):
     "Raise when the checkpoint `state` (read from `path`) was written by a different configuration."
     if state.get("format") != CKPT_FORMAT:
         raise ValueError(f"{path}: not an emonb training checkpoint (format {state.get('format')!r}, expected {CKPT_FORMAT!r})")
-    mine, theirs = _flatten(self.identity()), _flatten(state["identity"])
+    mine, theirs = _flatten(self.identity()), _flatten(_relocatable(state["identity"], self.output_dir))   # older: absolute
     added = lambda k: k not in theirs and mine[k] in (None, False)    # an option newer than the checkpoint, left off
     differs = lambda k: mine.get(k, "<absent>") != theirs.get(k, "<absent>") and not added(k)
     diff = [f"{k}: {theirs.get(k, '<absent>')!r} in the checkpoint, {mine.get(k, '<absent>')!r} now"

@@ -16,7 +16,8 @@ from .data.dataset import SoundReader, read_2column_text
 from .inference import Synthesis, Text2Speech, base_voice_dir
 
 # %% auto #0
-__all__ = ['format_mixture', 'corpus_references', 'read_upload', 'upload_item', 'EmotionControlUI', 'wav_bytes']
+__all__ = ['PLOT_PX', 'PLOT_DPI', 'CONDITIONING_KEYS', 'format_mixture', 'corpus_references', 'read_upload', 'upload_item',
+           'EmotionControlUI', 'describe_sources', 'wav_bytes']
 
 # %% ../nbs/16_widgets.ipynb #1d34e386
 def format_mixture(emo_labs, emotions, digits: int = 2) -> str:
@@ -92,7 +93,7 @@ def _build_emotion(self: EmotionControlUI):
                             for e in self.t2s.emotions}
     self.intensity = W.FloatSlider(value=1.0, step=0.05, description="intensity", disabled=not self.uses_labels,
                                    **_SLIDER, **_look(96, 330))
-    self.mixture = W.HTML()
+    self.mixture = W.HTML(layout=W.Layout(width="330px"))          # a long message wraps instead of widening the column
     for s in (*self.emotion_sliders.values(), self.intensity): s.observe(self.refresh, "value")
 
 # %% ../nbs/16_widgets.ipynb #4fb9c962
@@ -104,7 +105,7 @@ def _build_prosody(self: EmotionControlUI):
                            for f in names}
     self.factor_override = {f: W.Checkbox(value=False, description="override", indent=False, disabled=not self.uses_feats,
                                           layout=W.Layout(width="90px")) for f in names}
-    self.factor_source = W.HTML()
+    self.factor_source = W.HTML(layout=W.Layout(width="420px"))
     for f in names:
         self.factor_override[f].observe(self.refresh, "value")
 
@@ -121,13 +122,25 @@ def _build_reference(self: EmotionControlUI, references):
     self.ref_upload = W.FileUpload(accept="audio/*,.wav,.flac,.ogg", multiple=False, description="upload audio")
     self.ref_text = W.Text(value="", description="transcript", placeholder="of the reference (for its speaking rate)",
                            layout=W.Layout(width="520px"))
+    self._transcripts = {}                                   # reference key -> the transcript typed (or given) for it
     self.ref_choice.observe(self._on_reference, "value")
     self.ref_upload.observe(self._on_upload, "value")
+    self.ref_text.observe(self._on_transcript, "value")
 
 @patch
 def _on_reference(self: EmotionControlUI, change=None):
     key = self.ref_choice.value
-    self.ref_text.value = (self.references[key[7:]]["text"] or "") if key.startswith("corpus:") else ""
+    given = (self.references[key[7:]]["text"] or "") if key.startswith("corpus:") else ""
+    self._switching = True
+    try: self.ref_text.value = self._transcripts.get(key, given)
+    finally: self._switching = False
+    self.refresh()
+
+@patch
+def _on_transcript(self: EmotionControlUI, change=None):
+    "A typed transcript belongs to the chosen reference, and changes its measured speaking rate."
+    if getattr(self, "_switching", False): return
+    if self.ref_choice.value: self._transcripts[self.ref_choice.value] = self.ref_text.value
     self.refresh()
 
 @patch
@@ -171,6 +184,8 @@ def _on_constraint(self: EmotionControlUI, change=None):
     for k in ("backward_window", "forward_window"): self.decode[k].disabled = not self.decode["use_att_constraint"].value
 
 # %% ../nbs/16_widgets.ipynb #28fc335a
+PLOT_PX, PLOT_DPI = (900, 660), 100                     # the plot's size on screen, drawn at exactly that many pixels
+
 @patch
 def _build_output(self: EmotionControlUI):
     self.button = W.Button(description="Synthesize", button_style="primary", icon="play")
@@ -178,7 +193,8 @@ def _build_output(self: EmotionControlUI):
     self.status = W.HTML()
     self.audio = W.Audio(format="wav", autoplay=False, controls=True, layout=W.Layout(display="none"))
     self.factor_table = W.HTML()
-    self.plot = W.Image(format="png", layout=W.Layout(display="none", max_width="900px"))
+    self.stale = W.HTML()                                    # says so when the outputs below are from an earlier request
+    self.plot = W.Image(format="png", layout=W.Layout(display="none", width=f"{PLOT_PX[0]}px"))
 
 @patch
 def _layout(self: EmotionControlUI) -> W.Widget:
@@ -189,7 +205,8 @@ def _layout(self: EmotionControlUI) -> W.Widget:
     ref = box("Reference audio", self.ref_choice, W.HBox([self.ref_upload]), self.ref_text)
     dec = box("Decoding", *self.decode.values(), self.seed)
     tabs = W.Tab(children=[W.HBox([emo, pros]), ref, dec], titles=("Emotion & prosody", "Reference audio", "Decoding"))
-    return W.VBox([self.text, tabs, W.HBox([self.button, self.status]), W.HBox([self.audio, self.factor_table]), self.plot])
+    return W.VBox([self.text, tabs, W.HBox([self.button, self.status]), self.stale, W.HBox([self.audio, self.factor_table]),
+                   self.plot])
 
 # %% ../nbs/16_widgets.ipynb #c07de20c
 @patch
@@ -198,39 +215,53 @@ def weights(self: EmotionControlUI) -> dict:
     return {e: s.value for e, s in self.emotion_sliders.items()}
 
 @patch
+def label(self: EmotionControlUI) -> dict:
+    "The sliders' mixture, normalised to sum to one (the sliders set proportions); all zero stays all zero."
+    w = self.weights(); total = sum(w.values())
+    return {e: v / total for e, v in w.items()} if total > 0 else w
+
+@patch
 def overrides(self: EmotionControlUI) -> dict:
     "The overridden factors as `{factor: value}`."
     return {f: s.value for f, s in self.factor_sliders.items() if self.factor_override[f].value}
 
 @patch
-def refresh(self: EmotionControlUI, change=None) -> dict | None:
-    "Update the mixture line and the non-overridden factor sliders to what the model would be given; the conditioning, or None on error."
-    ref = self.reference()
-    for f, s in self.factor_sliders.items(): s.disabled = not self.factor_override[f].value
-    src = ("not overridden: " + ("measured from the reference" if ref is not None else "predicted from the emotion")) \
-        if self.uses_feats else "this model takes no prosody factors"
-    self.factor_source.value = f"<small>{src}</small>"
-    try:
-        c = self.t2s.conditioning(ref_audio=ref, ref_text=self.ref_text.value.strip() or None,
-                                  **(dict(emo_labs=self.weights(), intensity=self.intensity.value) if self.uses_labels else {}))
-    except Exception as e:
-        self.mixture.value = f"<span style='color:#b00020'>⚠ {html.escape(str(e))}</span>"
-        return None
-    labs = c["emo_labs"]
-    self.mixture.value = ("model gets: <b>" + format_mixture(labs, self.t2s.emotions) + "</b>") if labs is not None else \
-        "<i>label: the model's own (from the reference)</i>"
-    if c["emo_feats"] is not None:
-        for f, v in zip(self.t2s.factor_names, c["emo_feats"]):
-            if not self.factor_override[f].value: self.factor_sliders[f].value = float(v)
-    return c
-
-@patch
 def request(self: EmotionControlUI) -> dict:
     "The keyword arguments of the `Text2Speech` call the widgets describe."
     req = dict(text=self.text.value, ref_audio=self.reference(), ref_text=self.ref_text.value.strip() or None)
-    if self.uses_labels: req.update(emo_labs=self.weights(), intensity=self.intensity.value)
+    if self.uses_labels: req.update(emo_labs=self.label(), intensity=self.intensity.value)
     if self.overrides(): req["emo_feats"] = self.overrides()
     return {**req, **{k: w.value for k, w in self.decode.items()}}
+
+# %% ../nbs/16_widgets.ipynb #c8ab639f
+def describe_sources(sources: dict, factor_names) -> str:
+    "One line saying where the factors not overridden come from, e.g. `'reference (speaking_rate: predicted)'`."
+    kinds = {}
+    for f in factor_names:
+        if sources.get(f) and sources[f] != "request": kinds.setdefault(sources[f], []).append(f)
+    if not kinds: return "every factor overridden"
+    main = max(kinds, key=lambda k: len(kinds[k]))
+    rest = "; ".join(f"{', '.join(fs)}: {k}" for k, fs in kinds.items() if k != main)
+    return main + (f" ({rest})" if rest else "")
+
+@patch
+def refresh(self: EmotionControlUI, change=None):
+    "Show what the model would be given (mixture line, free factor sliders, their sources); the `Conditioning`, or None."
+    for f, s in self.factor_sliders.items(): s.disabled = not self.factor_override[f].value
+    try: c = self.t2s.conditioning(**{k: v for k, v in self.request().items() if k in CONDITIONING_KEYS})
+    except Exception as e:
+        self.mixture.value = f"<span style='color:#b00020'>⚠ {html.escape(str(e))}</span>"
+        return None
+    labs, src = c.emo_labs, c.sources[0]
+    self.mixture.value = "label from the reference: " if src.get("emo_labs") == "reference" else "model gets: "
+    self.mixture.value += "<b>" + format_mixture(labs[0].cpu(), self.t2s.emotions) + "</b>" if labs is not None else ""
+    self.factor_source.value = "<small>" + ("not overridden: " + describe_sources(src, self.t2s.factor_names)
+                                            if c.emo_feats is not None else "this model takes no prosody factors") + "</small>"
+    for f, v in zip(self.t2s.factor_names, c.emo_feats[0].tolist() if c.emo_feats is not None else []):
+        if not self.factor_override[f].value: self.factor_sliders[f].value = v
+    return c
+
+CONDITIONING_KEYS = ("ref_audio", "ref_text", "emo_labs", "intensity", "emo_feats")
 
 # %% ../nbs/16_widgets.ipynb #2fed5e28
 @patch
@@ -246,6 +277,7 @@ def synthesize(self: EmotionControlUI) -> Synthesis | None:
             out = self.t2s(**req)
             self.result, self.measured = out, self.measure(out)
         self._show(out, req)
+        self.stale.value = ""
     except Exception as e:
         self._show_error(e); return None
     finally: self.button.disabled = False
@@ -260,6 +292,9 @@ def synthesize(self: EmotionControlUI) -> Synthesis | None:
 def _show_error(self: EmotionControlUI, e: Exception):
     self.error = e
     self.status.value = f"<span style='color:#b00020'><b>{type(e).__name__}:</b> {html.escape(str(e))}</span>"
+    if self.result is not None:
+        self.stale.value = ("<small style='color:#a65e00'>⚠ the audio, table and plots below are from the last synthesis "
+                            "that worked, not from this request</small>")
 
 @patch
 def measure(self: EmotionControlUI, out: Synthesis) -> dict:
@@ -285,30 +320,31 @@ def _show(self: EmotionControlUI, out: Synthesis, req: dict):
     self.audio.value, self.audio.layout.display = wav_bytes(out.wav, out.fs), None
     self.factor_rows = self._factor_rows(out, req)
     self.factor_table.value = self._table_html(self.factor_rows)
-    buf = io.BytesIO(); self.plot_result(out).savefig(buf, format="png", dpi=72)
+    buf = io.BytesIO(); self.plot_result(out).savefig(buf, format="png", dpi=PLOT_DPI)
     self.plot.value, self.plot.layout.display = buf.getvalue(), None
 
 @patch
 def _factor_rows(self: EmotionControlUI, out: Synthesis, req: dict) -> list[dict]:
-    src = "reference" if req.get("ref_audio") is not None else "predicted"
+    src = {k: "override" if v == "request" else v for k, v in out.conditioning.get("sources", {}).items()}
     got = out.emo_feats if out.emo_feats is not None else np.full(len(self.t2s.factor_names), np.nan)
-    return [dict(factor=f, source="override" if f in req.get("emo_feats", {}) else src, requested=float(got[i]),
-                 measured=float(self.measured["factors"][i])) for i, f in enumerate(self.t2s.factor_names)]
+    return [dict(factor=f, source=src.get(f, "–"), requested=float(got[i]), measured=float(self.measured["factors"][i]))
+            for i, f in enumerate(self.t2s.factor_names)]
 
 @patch
 def _table_html(self: EmotionControlUI, rows: list[dict]) -> str:
-    num = lambda x: "–" if not np.isfinite(x) else f"{x:.2f}"
+    num = lambda x: "–" if not np.isfinite(x) else f"{x:.2f}" + ("▲" if x > 1 else "▼" if x < 0 else "")
     td = "<td style='padding:1px 8px;text-align:{}'>{}</td>"
     body = "".join("<tr>" + td.format("left", r["factor"]) + td.format("left", r["source"]) + td.format("right", num(r["requested"]))
                    + td.format("right", num(r["measured"])) + "</tr>" for r in rows)
     head = "".join(f"<th style='padding:1px 8px'>{h}</th>" for h in ("factor", "from", "requested", "measured"))
     return (f"<table style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{body}</table>"
-            "<small>[0, 1] = the training set's 1st..99th percentile</small>")
+            "<small>[0, 1] = the training set's 1st..99th percentile; a measured value beyond it is shown as it is, "
+            "marked ▲ (above) or ▼ (below)</small>")
 
 @patch
 def plot_result(self: EmotionControlUI, out: Synthesis) -> Figure:
     "Mel spectrogram, attention and F0 contour of `out` (with `self.measured`) as a matplotlib `Figure`."
-    fig = Figure(figsize=(9, 6.6), layout="constrained")
+    fig = Figure(figsize=(PLOT_PX[0] / PLOT_DPI, PLOT_PX[1] / PLOT_DPI), layout="constrained")
     ax = fig.subplots(3, 1)
     ax[0].imshow(out.feat_gen.T, origin="lower", aspect="auto", cmap="magma")
     ax[0].set(title=f"log-mel ({len(out.feat_gen)} frames)", ylabel="mel bin", xlabel="frame")

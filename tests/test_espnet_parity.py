@@ -99,5 +99,5 @@ def test_conditioned_model_starts_as_espnet2(fus):
     ours.load_espnet_state_dict({"tts." + k: v for k, v in esp.state_dict().items()})
     ie = esp.inference(text[0], threshold=2.0, maxlenratio=3.0)
     for lab in (torch.tensor([1., 0, 0, 0]), torch.tensor([0., 0.3, 0.7, 0])):
-        io = ours.inference(text[0], emo_labs=lab, threshold=2.0, maxlenratio=3.0)
+        io = ours.inference(text[0], emo_labs=lab, emo_feats=ours.predict_prosody(lab[None])[0], threshold=2.0, maxlenratio=3.0)
         assert maxdiff(ie["feat_gen"], io["feat_gen"]) < TOL

@@ -13,8 +13,8 @@ from .text import TextProcessor, build_token_list, load_token_list
 
 # %% auto #0
 __all__ = ['EMOTIONS', 'NOT_SEQUENCE', 'READERS', 'read_2column_text', 'TextReader', 'TextIntReader', 'CsvFloatReader',
-           'load_array_dict', 'NpyReader', 'SoundReader', 'EmoPreprocessor', 'EmoDataset', 'collate',
-           'write_shape_files', 'read_shape_file']
+           'load_array_dict', 'NpyReader', 'SoundReader', 'parse_mixture', 'emotion_weights', 'EmoPreprocessor',
+           'EmoDataset', 'collate', 'write_shape_files', 'read_shape_file']
 
 # %% ../../nbs/02_data.dataset.ipynb #5018e2ff
 def read_2column_text(path, what: str = "value", with_lines: bool = False):
@@ -182,6 +182,42 @@ class SoundReader(TextReader):
 EMOTIONS = ("neutral", "happy", "sad", "angry")
 NOT_SEQUENCE = ("emo_labs", "emo_feats", "spembs", "sids")
 
+def parse_mixture(label: str, where: str = "") -> dict:
+    "`'happy:0.7, sad:0.3'` -> `{'happy': 0.7, 'sad': 0.3}` (a bare name has weight 1); `where` prefixes errors."
+    out = {}
+    for part in label.strip().split(","):
+        name, _, w = part.partition(":")
+        try: weight = float(w) if w.strip() else (1.0 if ":" not in part else math.nan)
+        except ValueError: weight = math.nan
+        if not (weight >= 0 and math.isfinite(weight)):
+            raise ValueError(f"{where}bad emotion weight in {label!r}; expected 'name' or 'name:0.7,name:0.3'")
+        out[name.strip()] = out.get(name.strip(), 0.0) + weight
+    return out
+
+# %% ../../nbs/02_data.dataset.ipynb #47e55e1c
+def emotion_weights(label, emotions, where: str = "") -> np.ndarray:
+    "Weights (float64, `emotions` order, as given) of a name, a mixture string, a dict, a class id or a vector."
+    known, at = list(emotions), f"{where}: " if where else ""
+    def index(name):
+        if name not in known: raise ValueError(f"{at}unknown emotion {name!r}; known emotions: {known}")
+        return known.index(name)
+    if isinstance(label, str): label = parse_mixture(label, at)
+    if isinstance(label, dict):
+        v = np.zeros(len(known))
+        for k, w in label.items(): v[index(k)] += float(w)
+    elif isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+        if not 0 <= label < len(known): raise ValueError(f"{at}emotion class id {label} out of range 0..{len(known) - 1} ({known})")
+        v = np.eye(len(known))[int(label)]
+    else:
+        v = np.asarray(label.detach().cpu() if hasattr(label, "detach") else label, np.float64).reshape(-1)
+        if v.shape != (len(known),):
+            raise ValueError(f"{at}emotion vector has {v.size} values; expected {len(known)}, one per emotion {known}")
+    if not np.isfinite(v).all(): raise ValueError(f"{at}emotion weights must be finite, got {v.tolist()}")
+    if (v < 0).any(): raise ValueError(f"{at}emotion weights must be >= 0, got {dict(zip(known, v.tolist()))}")
+    if v.sum() <= 0: raise ValueError(f"{at}emotion weights are all zero: give at least one of {known} a positive weight")
+    return v
+
+# %% ../../nbs/02_data.dataset.ipynb #b32131f0
 class EmoPreprocessor:
     "Per-utterance conversion: text -> ids, emotion name -> one-hot, speaker -> id."
     def __init__(self, token_list, emotions=EMOTIONS, cleaner="english", token_type: str = "char",
@@ -196,20 +232,9 @@ class EmoPreprocessor:
     def token_list(self): return self.text_processor.token_list
 
     def emotion_vector(self, label: str, uid=None) -> np.ndarray:
-        "One-hot (or mixture `a:0.7,b:0.3`) float32 vector over `self.emotions`."
-        vec = np.zeros(len(self.emotions), np.float32)
-        parts = [p.split(":") for p in label.strip().split(",")] if ":" in label else [[label.strip(), "1"]]
-        for p in parts:
-            name = p[0].strip()
-            if name not in self.emotions:
-                raise ValueError(f"utterance {uid!r}: unknown emotion {name!r}; known emotions: {self.emotions}")
-            try: w = float(p[1]) if len(p) == 2 else math.nan
-            except ValueError: w = math.nan
-            if not (w >= 0 and math.isfinite(w)):
-                raise ValueError(f"utterance {uid!r}: bad emotion weight in {label!r}; expected 'name' or 'name:0.7,name:0.3'")
-            vec[self.emotions.index(name)] += w
-        if vec.sum() <= 0: raise ValueError(f"utterance {uid!r}: emotion weights in {label!r} sum to 0")
-        return vec / vec.sum()
+        "One-hot (or mixture `a:0.7,b:0.3`) float32 vector over `self.emotions`, summing to one."
+        v = emotion_weights(label, self.emotions, f"utterance {uid!r}").astype(np.float32)
+        return v / v.sum()
 
     def __call__(self, uid: str, data: dict) -> dict:
         out = dict(data)

@@ -169,16 +169,13 @@ def _condition(self: Tacotron2Controllable, B, emo_labs=None, emo_feats=None, re
         self._check_feats(ref_feats, ref_lens, "ref_feats")
         ref_emb = used["ref_emb"] = self.ref_enc(ref_feats, ref_lens)
     if self.n_emotions:
-        if emo_labs is not None: emo_labs = check_emo_labs(emo_labs, self.n_emotions, B).to(self.emo_proj.weight)
-        elif infer and self.ref_emo_classifier is not None: emo_labs = torch.softmax(self.ref_emo_classifier(ref_emb), -1)
-        else: raise ValueError(f"this model is conditioned on emotions: give emo_labs (B, {self.n_emotions}) soft labels")
-        used["emo_labs"] = emo_labs
+        if emo_labs is None: raise ValueError(f"this model is conditioned on emotions: give emo_labs (B, {self.n_emotions}) soft labels")
+        emo_labs = used["emo_labs"] = check_emo_labs(emo_labs, self.n_emotions, B).to(self.emo_proj.weight)
     if self.prosody_dim:
-        if emo_feats is not None: emo_feats = check_emo_feats(emo_feats, self.prosody_dim, B).to(self.prosody_proj.weight)
-        elif infer and self.emo2prosody is not None: emo_feats = self.emo2prosody(emo_labs)
-        else: raise ValueError(f"this model is conditioned on prosody: give emo_feats (B, {self.prosody_dim}) factors in [0, 1]"
-                               + (" (or emo_labs alone at inference)" if self.emo2prosody is not None else ""))
-        used["emo_feats"] = emo_feats
+        if emo_feats is None:
+            raise ValueError(f"this model is conditioned on prosody: give emo_feats (B, {self.prosody_dim}) factors in [0, 1]"
+                             + (" (predict_prosody(emo_labs) gives them from a label)" if self.emo2prosody is not None else ""))
+        emo_feats = used["emo_feats"] = check_emo_feats(emo_feats, self.prosody_dim, B).to(self.prosody_proj.weight)
     if not infer:
         if self.emo2prosody is not None and self.emo2prosody_loss_weight > 0:
             aux["emo2prosody_loss"] = (F.mse_loss(self.emo2prosody(emo_labs), emo_feats), self.emo2prosody_loss_weight)
@@ -189,6 +186,18 @@ def _condition(self: Tacotron2Controllable, B, emo_labs=None, emo_feats=None, re
     if self.prosody_dim: parts.append(torch.tanh(self.prosody_proj(emo_feats)))
     if ref_emb is not None: parts.append(torch.tanh(self.ref_proj(ref_emb)))
     return torch.cat(parts, dim=1), aux, used
+
+@patch
+def predict_prosody(self: Tacotron2Controllable, emo_labs) -> torch.Tensor:
+    "Prosody factors `(B, prosody_dim)` the `emo2prosody` head predicts for soft labels `(B, n_emotions)`."
+    if self.emo2prosody is None: raise ValueError("this model has no emotion-to-prosody head (needs n_emotions and prosody_dim)")
+    return self.emo2prosody(check_emo_labs(emo_labs, self.n_emotions, len(torch.as_tensor(emo_labs))).to(self.emo_proj.weight))
+
+@patch
+def reference_emotion(self: Tacotron2Controllable, ref_feats, ref_feats_lengths) -> torch.Tensor:
+    "Soft labels `(B, n_emotions)` the `ref_emo_classifier` head reads from reference mels `(B, L, odim)`."
+    if self.ref_emo_classifier is None: raise ValueError("this model has no reference emotion head (ref_emo_loss_weight: 0)")
+    return torch.softmax(self.ref_emo_classifier(self.ref_enc(ref_feats, ref_feats_lengths)), -1)
 
 @patch
 def _fuse(self: Tacotron2Controllable, hs, cond):
