@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_inference.ipynb #336881b6
 from __future__ import annotations
-import hashlib, math, re, shutil, warnings
+import hashlib, math, shutil, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -13,9 +13,8 @@ import librosa
 import soundfile as sf
 from matplotlib.figure import Figure
 from fastcore.basics import patch
-from .core import data_samples_dir, get_device, load_yaml, save_yaml, set_seed
+from .core import data_samples_dir, get_device, load_yaml, save_yaml
 from .data.text import TextProcessor, save_token_list
-from .data.dataset import EmoDataset, read_2column_text
 from .feats.prosody import FACTOR_NAMES, ProsodyFactors, ProsodyNormalizer, count_tokens
 from .model import Conditioning
 from .task import TTSTask

@@ -4,8 +4,6 @@
 
 # %% ../nbs/10_model.ipynb #8f0e8834
 from __future__ import annotations
-import inspect
-from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
