@@ -289,6 +289,68 @@ def _finish(self: Decoder, before, mask=None):
     if self.output_activation_fn is not None: before, after = self.output_activation_fn(before), self.output_activation_fn(after)
     return after, before
 
+# %% ../../nbs/08_models.layers.ipynb #fced3b10
+@patch
+def init_state(self: Decoder, mem: AttMemory) -> dict:
+    "The state before the first step: zero LSTM states, the attention's initial weights."
+    B, H, dev = mem.h.size(0), self.dunits, mem.h.device
+    return dict(z=[mem.h.new_zeros(B, H) for _ in self.lstm], c=[mem.h.new_zeros(B, H) for _ in self.lstm],
+                att_prev=self.att.init_weights(mem), first=True, last_idx=torch.zeros(B, dtype=torch.long, device=dev))
+
+@patch
+def step(self: Decoder, mem: AttMemory, state: dict, prev_out, cond=None, use_att_constraint=False,
+         backward_window=1, forward_window=3):
+    "One step, as ESPnet2 writes it -> (state, frames (B, r, odim), stop logits (B, r), attention (B, T))."
+    z, c = list(state["z"]), list(state["c"])
+    last = state["last_idx"] if use_att_constraint else None
+    att_c, att_w = self.att(mem, z[0], state["att_prev"], prev_out, last, backward_window, forward_window)
+    x = self.prenet(prev_out) if self.prenet is not None else prev_out
+    x = torch.cat([att_c, x, cond] if self.cond_dim else [att_c, x], dim=1)
+    for i, lstm in enumerate(self.lstm):
+        z[i], c[i] = lstm(x if i == 0 else z[i - 1], (z[i], c[i]))
+    zc = torch.cat([z[-1], att_c], dim=1) if self.use_concate else z[-1]
+    frames = self.feat_out(zc).view(-1, self.odim, self.r).transpose(1, 2)
+    att_prev = self._next_att_prev(state["att_prev"], att_w, state["first"])
+    return dict(z=z, c=c, att_prev=att_prev, first=False, last_idx=att_w.argmax(1)), frames, self.prob_out(zc), att_w
+
+# %% ../../nbs/08_models.layers.ipynb #242c5b97
+@patch
+def reference_forward(self: Decoder, hs, hlens, ys, cond=None):
+    "Teacher forcing, one `step` at a time (`forward` computes the same faster) -> (after, before, logits, att_ws)."
+    r, mem = self.r, self.att.prepare(hs, hlens)
+    state, prev, frames, logits, att_ws = self.init_state(mem), hs.new_zeros(hs.size(0), self.odim), [], [], []
+    for y in ys[:, r - 1::r].unbind(1):
+        state, f, l, w = self.step(mem, state, prev, cond)
+        frames.append(f)
+        logits.append(l)
+        att_ws.append(w)
+        prev = y
+    after, before = self._finish(torch.cat(frames, 1))
+    return after, before, torch.cat(logits, 1), torch.stack(att_ws, 1)
+
+# %% ../../nbs/08_models.layers.ipynb #ecf749bd
+@patch
+@torch.no_grad()
+def reference_inference(self: Decoder, hs, hlens, cond=None, threshold=0.5, minlenratio=0.0, maxlenratio=10.0,
+                        **att_opts):
+    "Free running, one `step` at a time (`inference` computes the same faster) -> (outs, probs, att_ws, olens)."
+    B, r, mem = hs.size(0), self.r, self.att.prepare(hs, hlens)
+    maxlen, minlen = (hlens.double() * maxlenratio).long().tolist(), (hlens.double() * minlenratio).long().tolist()
+    state, prev, frames, logits, att_ws, olens = self.init_state(mem), hs.new_zeros(B, self.odim), [], [], [], [0] * B
+    while not all(olens):
+        state, f, l, w = self.step(mem, state, prev, cond, **att_opts)
+        frames.append(f)
+        logits.append(l)
+        att_ws.append(w)
+        prev = f[:, -1] if self.output_activation_fn is None else self.output_activation_fn(f[:, -1])
+        n = len(frames) * r
+        for i, hit in enumerate((torch.sigmoid(l) >= threshold).any(1).tolist()):
+            if not olens[i] and (hit or n >= maxlen[i]) and n >= minlen[i]: olens[i] = n
+    before, olens = torch.cat(frames, 1), torch.tensor(olens, device=hs.device)
+    keep = make_non_pad_mask(olens, before.size(1)).to(hs.device)
+    after, _ = self._finish(before * keep.unsqueeze(-1), keep)
+    return after * keep.unsqueeze(-1), torch.sigmoid(torch.cat(logits, 1)) * keep, torch.stack(att_ws, 1), olens
+
 # %% ../../nbs/08_models.layers.ipynb #5f925d50
 class _DeferredWeight(torch.autograd.Function):
     "Token for one weight: its backward runs after every step's and turns the kept (input, grad) pairs into one weight gradient."
