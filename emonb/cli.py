@@ -4,8 +4,7 @@
 
 # %% ../nbs/17_cli.ipynb #e7c58b71
 from __future__ import annotations
-import argparse, sys
-import numpy as np
+import argparse, sys, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -13,14 +12,14 @@ from typing import Callable
 # %% auto #0
 __all__ = ['SUBCOMMANDS', 'USER_ERRORS', 'TRAIN_CLI_OPTIONS', 'BENCHMARKS', 'arg', 'Subcommand', 'subcommand', 'UsageError',
            'build_parser', 'main', 'make_corpus_cmd', 'prepare_cmd', 'collect_stats_cmd', 'extract_prosody_cmd',
-           'parse_train_args', 'default_eval_dir', 'train_cmd', 'mean_f0', 'evaluate_run', 'write_report', 'synth_cmd',
-           'evaluate_cmd', 'export_cmd', 'bench_cmd']
+           'parse_train_args', 'default_eval_dir', 'train_cmd', 'synth_cmd', 'evaluate_cmd', 'export_cmd', 'bench_cmd']
 
 # %% ../nbs/17_cli.ipynb #aea3c05f
 def arg(*flags, **kwargs) -> tuple:
     "One `parser.add_argument(*flags, **kwargs)` call, kept for later (used in `subcommand`)."
     return flags, kwargs
 
+# %% ../nbs/17_cli.ipynb #8bae6ec9
 @dataclass
 class Subcommand:
     "A registered subcommand: its name, one-line help, longer description, arguments and the function run."
@@ -31,23 +30,26 @@ class Subcommand:
     description: str | None = None
     passthrough: bool = False          # the subcommand parses its own options (in `args.argv`), e.g. TTSTask's
 
+# %% ../nbs/17_cli.ipynb #192a2287
 SUBCOMMANDS: dict[str, Subcommand] = {}
 
 def subcommand(name: str, help: str, *args, description: str | None = None, passthrough: bool = False):
-    "Decorator registering `f(args: Namespace) -> int | None` as the subcommand `name` with arguments `args` (from `arg`)."
+    ("Decorator registering `f(args: Namespace) -> int | None` as the subcommand `name` "
+     "with arguments `args` (from `arg`).")
     def deco(f):
         if name in SUBCOMMANDS: raise ValueError(f"subcommand {name!r} is already registered")
         SUBCOMMANDS[name] = Subcommand(name, help, f, list(args), description or f.__doc__, passthrough)
         return f
     return deco
 
-# %% ../nbs/17_cli.ipynb #8bae6ec9
+# %% ../nbs/17_cli.ipynb #59b07196
 class UsageError(Exception):
     "A mistake of the user's that a subcommand detected (reported without traceback)."
 
 # The exceptions reported as one line without a traceback: users' mistakes, not bugs.
 USER_ERRORS = (UsageError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
 
+# %% ../nbs/17_cli.ipynb #4ef31285
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     "Show `(default: x)` only for defaults worth showing (not None/False, not already in the help)."
     def _get_help_string(self, action):
@@ -65,8 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
         for flags, kwargs in c.args: sp.add_argument(*flags, **kwargs)
     return p
 
+# %% ../nbs/17_cli.ipynb #a1b92abd
 def _exit_code(e: SystemExit) -> int: return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
 
+# %% ../nbs/17_cli.ipynb #d257e643
+def _warning_line(command: str):
+    "A `warnings.showwarning` that prints `emonb COMMAND: warning: MESSAGE` on stderr."
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"emonb {command}: warning: {message}", file=sys.stderr)
+    return show
+
+# %% ../nbs/17_cli.ipynb #7d69b7ec
 def main(argv: list | None = None) -> int:
     "Entry point of the `emonb` command; returns the exit code (0 success, 1 error, 2 usage error)."
     parser = build_parser()
@@ -77,16 +88,37 @@ def main(argv: list | None = None) -> int:
         else: args.argv = rest
     except SystemExit as e: return _exit_code(e)
     if args.command is None:
-        parser.print_help(sys.stderr); return 2
-    try: return int(SUBCOMMANDS[args.command].run(args) or 0)
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line(args.command)
+            return int(SUBCOMMANDS[args.command].run(args) or 0)
     except SystemExit as e: return _exit_code(e)          # --help or a usage error of a passthrough subcommand's parser
     except USER_ERRORS as e:
         if args.debug: raise
-        print(f"emonb {args.command}: error: {e}", file=sys.stderr); return 1
+        print(f"emonb {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"emonb {args.command}: interrupted", file=sys.stderr); return 130
+        print(f"emonb {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 # %% ../nbs/17_cli.ipynb #eaaa0b19
+def _made(m: dict):
+    splits = ", ".join(f"{k} {len(v)} sentences" for k, v in m["splits"].items())
+    print(f"wrote {len(m['utterances'])} utterances ({splits})")
+
+# %% ../nbs/17_cli.ipynb #33c762f4
+def _make_base_corpus(args, make_base_corpus) -> dict:
+    if args.out is None: raise UsageError("--base needs --out (the base corpus is not part of the repository)")
+    if args.splits is not None:
+        raise UsageError("--splits does not apply to --base (it keeps 1 sentence in 10, at most 100, for dev)")
+    n = 4000 if args.n_sentences is None else args.n_sentences
+    if n < 2: raise UsageError(f"--n_sentences must be at least 2 with --base, got {n}")
+    return make_base_corpus(args.out, n_sentences=n, n_dev=min(100, max(1, n // 10)), seed=args.seed,
+                            voice=args.voice, speaker=args.speaker, overwrite=args.force, progress=True)
+
+# %% ../nbs/17_cli.ipynb #bc0029a7
 @subcommand("make-corpus", "generate the embedded emotional corpus with espeak-ng",
             arg("--out", type=Path, default=None, help="output folder (default: the repository's data_samples/)"),
             arg("--seed", type=int, default=0, help="random seed of the per-utterance prosody jitter and the split"),
@@ -94,7 +126,7 @@ def main(argv: list | None = None) -> int:
             arg("--speaker", default="f1", help="speaker id used in utterance ids and utt2spk"),
             arg("--splits", type=int, nargs=3, default=None, metavar=("TRAIN", "DEV", "EVAL"),
                 help="sentences in train, dev and eval (default 48 6 6; they must add up to the number of sentences)"),
-            arg("--n-sentences", type=int, default=None, metavar="N",
+            arg("--n_sentences", "--n-sentences", type=int, default=None, metavar="N",
                 help="use only the first N built-in sentences (quick tries); with --base: compose N (default 4000)"),
             arg("--base", action="store_true",
                 help="the base voice's corpus: grammar sentences, each in one emotion (needs --out)"),
@@ -102,7 +134,8 @@ def main(argv: list | None = None) -> int:
                 help="the held-out sentences in every emotion (default --out: the repository's data_samples/heldout)"),
             arg("--force", action="store_true", help="overwrite an existing corpus"))
 def make_corpus_cmd(args):
-    "Synthesise every built-in sentence in every emotion (neutral, happy, sad, angry) with espeak-ng SSML prosody, and write wav/*.flac, train/dev/eval data dirs and manifest.yaml."
+    ("Synthesise every built-in sentence in every emotion (neutral, happy, sad, angry) with espeak-ng SSML prosody, "
+     "and write wav/*.flac, train/dev/eval data dirs and manifest.yaml.")
     from emonb.data.corpus import make_corpus, make_base_corpus, make_heldout_corpus, SENTENCES
     if args.base: return _made(_make_base_corpus(args, make_base_corpus))
     if args.heldout:
@@ -110,53 +143,47 @@ def make_corpus_cmd(args):
                                          overwrite=args.force, progress=True))
     sents = SENTENCES if args.n_sentences is None else SENTENCES[:args.n_sentences]
     if args.n_sentences is not None and not 1 <= args.n_sentences <= len(SENTENCES):
-        raise UsageError(f"--n-sentences must be between 1 and {len(SENTENCES)}, got {args.n_sentences}")
+        raise UsageError(f"--n_sentences must be between 1 and {len(SENTENCES)}, got {args.n_sentences}")
     _made(make_corpus(args.out, seed=args.seed, sentences=sents, voice=args.voice, speaker=args.speaker,
                       splits=tuple(args.splits or (48, 6, 6)), overwrite=args.force, progress=True))
-
-def _made(m: dict):
-    splits = ", ".join(f"{k} {len(v)} sentences" for k, v in m["splits"].items())
-    print(f"wrote {len(m['utterances'])} utterances ({splits})")
-
-def _make_base_corpus(args, make_base_corpus) -> dict:
-    if args.out is None: raise UsageError("--base needs --out (the base corpus is not part of the repository)")
-    if args.splits is not None:
-        raise UsageError("--splits does not apply to --base (it keeps 1 sentence in 10, at most 100, for dev)")
-    n = 4000 if args.n_sentences is None else args.n_sentences
-    if n < 2: raise UsageError(f"--n-sentences must be at least 2 with --base, got {n}")
-    return make_base_corpus(args.out, n_sentences=n, n_dev=min(100, max(1, n // 10)), seed=args.seed, voice=args.voice,
-                            speaker=args.speaker, overwrite=args.force, progress=True)
 
 # %% ../nbs/17_cli.ipynb #f70b985c
 def _csv_list(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
+# %% ../nbs/17_cli.ipynb #028b2e80
 @subcommand("prepare", "import a real emotional corpus (esd, ravdess, cremad, csv) into Kaldi-style data dirs",
             arg("corpus", choices=["esd", "ravdess", "cremad", "csv"], help="which corpus format SRC has"),
             arg("src", type=Path, help="the corpus root folder (for csv: the CSV file of path,text,emotion[,speaker])"),
             arg("out", type=Path, help="output folder; data dirs are written to OUT/{train,dev,eval}"),
-            arg("--emotions", type=_csv_list, default=None, metavar="LIST", help="keep only these emotions, e.g. neutral,happy,sad,angry"),
-            arg("--dev-speakers", type=_csv_list, default=None, metavar="LIST",
+            arg("--emotions", type=_csv_list, default=None, metavar="LIST",
+                help="keep only these emotions, e.g. neutral,happy,sad,angry"),
+            arg("--dev_speakers", "--dev-speakers", type=_csv_list, default=None, metavar="LIST",
                 help="ravdess/cremad: actor numbers of the dev split (defaults: ravdess 21,22; cremad 1082-1086)"),
-            arg("--eval-speakers", type=_csv_list, default=None, metavar="LIST",
+            arg("--eval_speakers", "--eval-speakers", type=_csv_list, default=None, metavar="LIST",
                 help="ravdess/cremad: actor numbers of the eval split (defaults: ravdess 23,24; cremad 1087-1091)"),
-            arg("--speakers", type=_csv_list, default=None, metavar="LIST", help="esd: import only these speakers, e.g. 0011,0012"),
-            arg("--include-song", action="store_true", help="ravdess: also import the sung files"),
+            arg("--speakers", type=_csv_list, default=None, metavar="LIST",
+                help="esd: import only these speakers, e.g. 0011,0012"),
+            arg("--include_song", "--include-song", action="store_true", help="ravdess: also import the sung files"),
             arg("--split", default="train", choices=["train", "dev", "eval"], help="csv: the split the rows go to"),
             arg("--speaker", default="spk0", help="csv: speaker of rows without a speaker column"))
 def prepare_cmd(args):
-    "Import ESD, RAVDESS, CREMA-D or a CSV list into wav.scp (absolute paths), text, utt2emo and utt2spk files, with emotions mapped to a common lower-case set."
+    ("Import ESD, RAVDESS, CREMA-D or a CSV list into wav.scp (absolute paths), text, utt2emo and utt2spk files, "
+     "with emotions mapped to a common lower-case set.")
     from emonb.data.corpus import IMPORTERS
     kw = dict(emotions=args.emotions)
     given = {k for k in ("dev_speakers", "eval_speakers", "speakers", "include_song") if getattr(args, k)}
     allowed = dict(esd={"speakers"}, ravdess={"dev_speakers", "eval_speakers", "include_song"},
                    cremad={"dev_speakers", "eval_speakers"}, csv=set())[args.corpus]
     if given - allowed:
-        raise UsageError(f"{', '.join('--' + k.replace('_', '-') for k in sorted(given - allowed))} not used for {args.corpus}")
+        raise UsageError(f"{', '.join('--' + k for k in sorted(given - allowed))} "
+                         f"not used for {args.corpus}")
     for k in ("dev_speakers", "eval_speakers"):
         if getattr(args, k) is not None:
             try: kw[k] = [int(s) for s in getattr(args, k)]
-            except ValueError: raise UsageError(f"--{k.replace('_', '-')}: expected actor numbers like 21,22, got {getattr(args, k)}") from None
+            except ValueError:
+                raise UsageError(f"--{k}: expected actor numbers like 21,22, "
+                                 f"got {getattr(args, k)}") from None
     if args.corpus == "esd" and args.speakers: kw["speakers"] = args.speakers
     if args.corpus == "ravdess": kw["include_song"] = args.include_song
     if args.corpus == "csv": kw.update(split=args.split, speaker=args.speaker)
@@ -164,7 +191,8 @@ def prepare_cmd(args):
     print(f"wrote {', '.join(f'{k}: {n} utterances' for k, n in counts.items())} to {args.out}")
 
 # %% ../nbs/17_cli.ipynb #de301783
-@subcommand("collect-stats", "make the token list, mel statistics, shape files (and prosody factors) of a training config",
+@subcommand("collect-stats",
+            "make the token list, mel statistics, shape files (and prosody factors) of a training config",
             passthrough=True)
 def collect_stats_cmd(args):
     "Run the preparation step of `emonb train` only (same options; see `emonb collect-stats --help`)."
@@ -175,30 +203,39 @@ def collect_stats_cmd(args):
     if not done: print("nothing to do")
     for k, v in done.items(): print(f"{k}: {v}")
 
+# %% ../nbs/17_cli.ipynb #66fbdc84
 def _split_dir(s: str) -> tuple:
     name, sep, d = s.partition("=")
-    if not sep or not name or not d: raise argparse.ArgumentTypeError(f"expected NAME=DATA_DIR (e.g. train=data/train), got {s!r}")
+    if not sep or not name or not d:
+        raise argparse.ArgumentTypeError(f"expected NAME=DATA_DIR (e.g. train=data/train), got {s!r}")
     return name, Path(d)
 
+# %% ../nbs/17_cli.ipynb #f57a7a13
 @subcommand("extract-prosody", "write the normalised prosody factors (emo_feats.csv) of data dirs",
-            arg("out", type=Path, help="output folder: OUT/<name>/emo_feats.csv (+ emo_feats_raw.csv), OUT/prosody_stats.npz"),
-            arg("data", type=_split_dir, nargs="+", metavar="NAME=DATA_DIR", help="data dirs (wav.scp, text) by name, e.g. train=data/train dev=data/dev"),
-            arg("--stats", type=Path, default=None, help="normaliser (prosody_stats.npz) to use; default: fit it on the dir named 'train'"))
+            arg("out", type=Path,
+                help="output folder: OUT/<name>/emo_feats.csv (+ emo_feats_raw.csv), OUT/prosody_stats.npz"),
+            arg("data", type=_split_dir, nargs="+", metavar="NAME=DATA_DIR",
+                help="data dirs (wav.scp, text) by name, e.g. train=data/train dev=data/dev"),
+            arg("--stats", type=Path, default=None,
+                help="normaliser (prosody_stats.npz) to use; default: fit it on the dir named 'train'"))
 def extract_prosody_cmd(args):
-    "Measure the nine utterance-level prosody factors of every utterance and normalise them to [0, 1] (see emonb.feats.prosody)."
+    ("Measure the nine utterance-level prosody factors of every utterance and normalise them to [0, 1] "
+     "(see emonb.feats.prosody).")
     from emonb.feats.prosody import make_emo_feats, ProsodyNormalizer
     dirs = dict(args.data)
     if len(dirs) != len(args.data): raise UsageError(f"a name is given twice: {[n for n, _ in args.data]}")
-    if args.stats is None and "train" not in dirs: raise UsageError("name one data dir 'train' (the normaliser is fitted on it) or give --stats")
+    if args.stats is None and "train" not in dirs:
+        raise UsageError("name one data dir 'train' (the normaliser is fitted on it) or give --stats")
     norm = ProsodyNormalizer.load(args.stats) if args.stats is not None else None
     rep = make_emo_feats(dirs, args.out, normalizer=norm, progress=True)
     for n in dirs:
         clipped = {k: v for k, v in rep[n]["n_clipped"].items() if v}
-        print(f"{n}: {rep[n]['n_utts']} utterances -> {rep[n]['file']}" + (f" (clipped to [0, 1]: {clipped})" if clipped else ""))
+        print(f"{n}: {rep[n]['n_utts']} utterances -> {rep[n]['file']}"
+              + (f" (clipped to [0, 1]: {clipped})" if clipped else ""))
     print(f"normaliser: {rep['stats_file']}")
 
 # %% ../nbs/17_cli.ipynb #18ea0811
-TRAIN_CLI_OPTIONS = ("synth", "eval_data_dir", "synth_model", "synth_iters", "intelligibility", "num_threads")
+TRAIN_CLI_OPTIONS = ("synth", "eval_data_dir", "synth_model", "griffin_lim_iters", "intelligibility", "num_threads")
 
 def _train_task(prog: str = "emonb train"):
     "`TTSTask` whose parser says `prog` and has the post-training options."
@@ -208,21 +245,30 @@ def _train_task(prog: str = "emonb train"):
         @classmethod
         def get_parser(cls):
             p = super().get_parser()
-            p.usage = f"{prog} [--config YAML] [--output_dir DIR] [--resume BOOL] [option ...]  (all options: {prog} --help)"
-            p.prog, p.description = prog, "Train an emotion-controllable Tacotron2 (TTSTask options), then synthesise the eval sentences."
+            p.usage = (f"{prog} [--config YAML] [--output_dir DIR] [--resume BOOL] [option ...]  "
+                       f"(all options: {prog} --help)")
+            p.prog, p.description = prog, ("Train an emotion-controllable Tacotron2 (TTSTask options), "
+                                           "then synthesise the eval sentences.")
             g = p.add_argument_group("emonb train", "what happens after training (not written to config.yaml)")
-            g.add_argument("--synth", type=str2bool, default=True, help="synthesise the eval sentences in every emotion and write metrics.json, report.md")
+            g.add_argument("--synth", type=str2bool, default=True,
+                           help="synthesise the eval sentences in every emotion and write metrics.json, report.md")
             g.add_argument("--eval_data_dir", type=str_or_none, default=None,
-                           help="data dir of the sentences to synthesise (default: the 'eval' dir next to train_data_dir, else valid_data_dir)")
-            g.add_argument("--synth_model", type=str_or_none, default=None, help="weights file in output_dir to synthesise with (default: emonb.inference.find_model_file)")
-            g.add_argument("--synth_iters", type=int, default=32, help="Griffin-Lim iterations of the post-training synthesis")
+                           help="data dir of the sentences to synthesise "
+                                "(default: the 'eval' dir next to train_data_dir, else valid_data_dir)")
+            g.add_argument("--synth_model", type=str_or_none, default=None,
+                           help="weights file in output_dir to synthesise with "
+                                "(default: emonb.inference.find_model_file)")
+            g.add_argument("--griffin_lim_iters", "--synth_iters", type=int, default=32,
+                           help="Griffin-Lim iterations of the post-training synthesis (--synth_iters: old name)")
             g.add_argument("--intelligibility", type=str2bool, default=True,
                            help="transcribe the synthesis with an offline recogniser (CER/WER beside the recordings')")
             g.add_argument("--num_threads", type=int, default=1,
-                           help="torch CPU threads (0: torch's default); 1 is best for small models, and safe on a busy machine")
+                           help="torch CPU threads (0: torch's default); "
+                                "1 is best for small models, and safe on a busy machine")
             return p
     return TrainTask
 
+# %% ../nbs/17_cli.ipynb #31e4b7e1
 def parse_train_args(argv: list, prog: str = "emonb train"):
     "`(TTSTask namespace, post-training options)` from `emonb train`'s arguments."
     args = _train_task(prog).parse_args(argv)
@@ -230,190 +276,122 @@ def parse_train_args(argv: list, prog: str = "emonb train"):
     for k in TRAIN_CLI_OPTIONS: delattr(args, k)
     return args, post
 
-# %% ../nbs/17_cli.ipynb #7aa6500a
+# %% ../nbs/17_cli.ipynb #3609eeb2
 def default_eval_dir(args) -> Path | None:
-    "The sentences to synthesise after training: the `eval` dir beside `train_data_dir`, else `valid_data_dir`, else None."
+    ("The sentences to synthesise after training: the `eval` dir beside `train_data_dir`, "
+     "else `valid_data_dir`, else None.")
     ev = Path(args.train_data_dir).parent/"eval" if args.train_data_dir is not None else None
     if ev is not None and (ev/"text").exists() and (ev/"text").stat().st_size > 0: return ev   # not an empty split
     return Path(args.valid_data_dir) if args.valid_data_dir is not None else None
 
-@subcommand("train", "train a model (TTSTask options, --config YAML), then synthesise and evaluate the eval sentences", passthrough=True)
+# %% ../nbs/17_cli.ipynb #9d8477e5
+@subcommand("train", "train a model (TTSTask options, --config YAML), then synthesise and evaluate the eval sentences",
+            passthrough=True)
 def train_cmd(args):
     "Train with `emonb.train.train_main`; see `emonb train --help` for every option."
     import logging, torch
     from emonb.train import train_main, dist_info
+    from emonb.evaluate import evaluate_run
     targs, post = parse_train_args(args.argv)
     if targs.output_dir is None: raise UsageError("--output_dir is required (the run's folder)")
     if post["num_threads"] > 0: torch.set_num_threads(post["num_threads"])
     logging.basicConfig(level=getattr(logging, targs.log_level), format="%(asctime)s %(levelname)s %(message)s")
-    if targs.log_level != "DEBUG":        # the epoch summaries are printed by the progress bar; per-save lines are in train.log
+    # the epoch summaries are printed by the progress bar; per-save lines are in train.log
+    if targs.log_level != "DEBUG":
         quiet = lambda r: not r.getMessage().startswith(("checkpoint saved", "epoch "))
         for h in logging.getLogger().handlers: h.addFilter(quiet)
     trainer = train_main(targs, progress_bar=True)
     out = Path(targs.output_dir)
-    if trainer is None: print(f"dry run: wrote {out/'config.yaml'}"); return 0
+    if trainer is None:
+        print(f"dry run: wrote {out/'config.yaml'}")
+        return 0
     if not dist_info().is_main: return 0
     if trainer.interrupted:
-        print(f"emonb train: interrupted; state saved in {out/'checkpoint.pth'}; continue with --resume true", file=sys.stderr)
+        print(f"emonb train: interrupted; state saved in {out/'checkpoint.pth'}; continue with --resume true",
+              file=sys.stderr)
         return 130
     print(f"trained {trainer.reporter.epoch} epochs: {trainer.reporter.summary()}")
     if post["synth"]:
         eval_dir = Path(post["eval_data_dir"]) if post["eval_data_dir"] else default_eval_dir(targs)
-        if eval_dir is None: print("no eval data dir: skipping the synthesis (give --eval_data_dir)"); return 0
+        if eval_dir is None:
+            print("no eval data dir: skipping the synthesis (give --eval_data_dir)")
+            return 0
         m = evaluate_run(out, eval_dir, model_file=out/post["synth_model"] if post["synth_model"] else None,
-                         n_iter=post["synth_iters"], intelligibility=post["intelligibility"])
-        print(f"focus rate {m['focus_rate']:.3f}; mean F0 by emotion " + ", ".join(f"{e} {v:.0f} Hz" for e, v in m["f0_mean_hz"].items())
+                         n_iter=post["griffin_lim_iters"], intelligibility=post["intelligibility"])
+        print(f"focus rate {m['focus_rate']:.3f}; mean F0 by emotion "
+              + ", ".join(f"{e} {v:.0f} Hz" for e, v in m["f0_mean_hz"].items())
               + f"; corpus order {'kept' if m['f0_order_matches'] else 'NOT kept'}; see {out/'report.md'}")
         iq = {k: v for k, v in m["intelligibility"].items() if k != "goals"}
         if iq: print("CER of the synthesis / of the vocoded recordings (the ceiling): " + ", ".join(
             f"{k} {r['synthesis_all']['cer']:.2f} ({r['cer_to_ceiling']:.2f}x)" for k, r in iq.items()))
     return 0
 
-# %% ../nbs/17_cli.ipynb #0cb7b12a
-def mean_f0(wav, fs: int, prosody=None) -> float:
-    "Mean F0 (Hz) over the voiced frames of `wav` (`emonb.evaluate.f0_track`); NaN when none is voiced or it is shorter than a frame."
-    from emonb.feats.prosody import ProsodyFactors
-    from emonb.evaluate import f0_track
-    prosody = prosody or ProsodyFactors(fs=fs)
-    if len(wav) < prosody.n_fft: return float("nan")         # e.g. an untrained model that stops at once
-    f0, voiced = f0_track(wav, prosody)
-    return float(f0[voiced].mean()) if voiced.any() else float("nan")
-
-def _plot_synthesis(syn, path, title):
-    from matplotlib.figure import Figure
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    fig = Figure(figsize=(9, 3.2)); FigureCanvasAgg(fig)
-    a, b = fig.subplots(1, 2)
-    a.imshow(np.asarray(syn.feat_gen).T, aspect="auto", origin="lower", interpolation="none"); a.set_title("log-mel"); a.set_xlabel("frame")
-    b.imshow(np.asarray(syn.att_w).T, aspect="auto", origin="lower", interpolation="none", vmin=0, vmax=1)
-    b.set_title("attention"); b.set_xlabel("decoder step"); b.set_ylabel("token")
-    fig.suptitle(title, fontsize=9); fig.tight_layout(); Path(path).parent.mkdir(parents=True, exist_ok=True); fig.savefig(path, dpi=72)
-
-# %% ../nbs/17_cli.ipynb #7aaa187c
-def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bool = True, progress: bool = True,
-                 intelligibility: bool = True) -> dict:
-    "Synthesise the sentences of `eval_dir` in every emotion with the run in `exp_dir`; write wavs, plots, metrics.json, report.md."
-    import json, soundfile as sf
-    from tqdm.auto import tqdm
-    from emonb.data.dataset import read_2column_text
-    from emonb.feats.prosody import load_audio
-    from emonb.inference import Text2Speech
-    from emonb.core import set_seed
-    from emonb.evaluate import focus_rate, intelligibility_report
-    exp, eval_dir = Path(exp_dir), Path(eval_dir)
-    for f in ("text", "wav.scp", "utt2emo"):
-        if not (eval_dir/f).exists(): raise FileNotFoundError(f"{eval_dir/f}: eval data dir lacks {f}")
-    t2s = Text2Speech.from_pretrained(model_file if model_file is not None else exp, config_file=exp/"config.yaml" if model_file else None,
-                                      vocoder_conf=dict(n_iter=n_iter))
-    texts, wavs, emos = (read_2column_text(eval_dir/f) for f in ("text", "wav.scp", "utt2emo"))
-    sentences = {}                                          # one uid per distinct text
-    for u, t in texts.items(): sentences.setdefault(t, u)
-    rows, syn_dir = [], exp/"synth"
-    syn_dir.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=len(sentences) * len(t2s.emotions), desc="synthesis", disable=not progress, dynamic_ncols=True)
-    for emo in t2s.emotions:
-        for i, (text, u) in enumerate(sentences.items(), 1):
-            s = t2s(text, emo_labs=emo)
-            name = f"{i:02d}.{emo}"
-            sf.write(syn_dir/f"{name}.wav", s.wav, s.fs)
-            if plots: _plot_synthesis(s, syn_dir/"plots"/f"{name}.png", f"{emo}: {text}")
-            rows.append(dict(sentence=i, uid=u, emotion=emo, text=text, frames=int(len(s.feat_gen)), seconds=round(s.duration, 3),
-                             stopped=bool(len(s.prob) and s.prob[-1] >= 0.5), focus_rate=round(focus_rate(s.att_w), 4),
-                             f0_mean_hz=round(mean_f0(s.wav, s.fs, t2s.prosody), 2), wav=f"synth/{name}.wav"))
-            bar.update()
-    bar.close()
-    corpus = {}                                              # the same F0 measure on the corpus' recordings of these sentences
-    for u, e in emos.items():
-        if e in t2s.emotions:
-            p = Path(wavs[u]); p = p if p.is_absolute() else eval_dir/p
-            corpus.setdefault(e, []).append(mean_f0(load_audio(p, t2s.fs, u), t2s.fs, t2s.prosody))
-    by = lambda k, e: float(np.nanmean([r[k] for r in rows if r["emotion"] == e]))
-    f0 = {e: round(by("f0_mean_hz", e), 2) for e in t2s.emotions}
-    cf0 = {e: round(float(np.nanmean(v)), 2) for e, v in corpus.items()}
-    order = sorted(f0, key=lambda e: f0[e]); corder = sorted(cf0, key=lambda e: cf0[e])
-    m = dict(model_file=str(t2s.model_file), eval_data_dir=str(eval_dir), n_sentences=len(sentences), emotions=t2s.emotions,
-             focus_rate=round(float(np.mean([r["focus_rate"] for r in rows])), 4),
-             focus_rate_by_emotion={e: round(by("focus_rate", e), 4) for e in t2s.emotions},
-             stopped_fraction=round(float(np.mean([r["stopped"] for r in rows])), 4),
-             f0_mean_hz=f0, f0_order=order, corpus_f0_mean_hz=cf0, corpus_f0_order=corder,
-             f0_order_matches=[e for e in order if e in cf0] == corder, utterances=rows)
-    set_seed(0)
-    m["intelligibility"] = intelligibility_report(t2s, eval_dir, recordings_per_sentence=1) if intelligibility else {}
-    (exp/"metrics.json").write_text(json.dumps(m, indent=1))
-    write_report(exp, m)
-    return m
-
-# %% ../nbs/17_cli.ipynb #07c51080
-def write_report(exp_dir, m: dict) -> Path:
-    "A short `report.md` of a run: training summary (from `train.log`) and the post-training metrics `m`."
-    exp = Path(exp_dir)
-    log = (exp/"train.log").read_text().splitlines() if (exp/"train.log").exists() else []
-    last = [l.split(" INFO ", 1)[-1] for l in log if " epoch " in l and ": train " in l][-1:]
-    lines = [f"# emonb run `{exp.name}`", "", f"- model: `{Path(m['model_file']).name}`; last epoch: `{last[0] if last else '?'}`",
-             f"- synthesised {m['n_sentences']} sentences of `{m['eval_data_dir']}` in {len(m['emotions'])} emotions "
-             f"({m['stopped_fraction']:.0%} stopped by the stop token)",
-             f"- attention focus rate: **{m['focus_rate']:.3f}** (mean of the largest attention weight per decoder step)",
-             f"- F0 order of the synthesis: {' < '.join(m['f0_order'])}; of the corpus: {' < '.join(m['corpus_f0_order'])} "
-             f"-> **{'kept' if m['f0_order_matches'] else 'not kept'}**", "",
-             "| emotion | focus rate | mean F0 (Hz) | corpus mean F0 (Hz) |", "|---|---|---|---|"]
-    for e in m["emotions"]:
-        lines.append(f"| {e} | {m['focus_rate_by_emotion'][e]:.3f} | {m['f0_mean_hz'][e]:.1f} | {m['corpus_f0_mean_hz'].get(e, float('nan')):.1f} |")
-    if m.get("intelligibility"):
-        from emonb.evaluate import format_intelligibility
-        lines += ["", "Intelligibility: an offline recogniser (pocketsphinx) on the synthesis of training sentences "
-                  "and of sentences in no training split, beside the recordings and the recordings through the same "
-                  "analysis and vocoder (the ceiling):", "", format_intelligibility(m["intelligibility"])]
-    lines += ["", "Wavs and plots (log-mel, attention) are in `synth/`; all numbers in `metrics.json`.", ""]
-    p = exp/"report.md"; p.write_text("\n".join(lines)); return p
-
 # %% ../nbs/17_cli.ipynb #c8c70c8d
 def _factor(s: str) -> tuple:
     k, sep, v = s.partition("=")
     try: return k.strip(), float(v)
-    except ValueError: raise argparse.ArgumentTypeError(f"expected FACTOR=NUMBER (e.g. pitch_mean=0.8), got {s!r}") from None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FACTOR=NUMBER (e.g. pitch_mean=0.8), got {s!r}") from None
 
-@subcommand("synth", "synthesise sentences with a trained run (emotion, mixture, intensity, reference audio, prosody factors)",
-            arg("model", type=Path, help="run folder (holding config.yaml) or a weights file (config.yaml beside it, or --config)"),
+# %% ../nbs/17_cli.ipynb #c15ea641
+@subcommand("synth",
+            "synthesise sentences with a trained run (emotion, mixture, intensity, reference audio, prosody factors)",
+            arg("model", type=Path,
+                help="run folder (holding config.yaml) or a weights file (config.yaml beside it, or --config)"),
             arg("text", nargs="*", help="sentences to synthesise"),
-            arg("--text_file", type=Path, default=None, help="a file with one sentence per line (instead of / besides TEXT)"),
+            arg("--text_file", type=Path, default=None,
+                help="a file with one sentence per line (instead of / besides TEXT)"),
             arg("--config", type=Path, default=None, help="config.yaml of the weights file, when not beside it"),
             arg("--out", type=Path, default=Path("synth"), help="output folder: <n>.wav (and <n>.png with --plots)"),
-            arg("--emotion", default=None, help="an emotion name, or a mixture 'happy:0.7,neutral:0.3' (default: neutral, or the reference's)"),
-            arg("--intensity", type=float, default=1.0, help="blend the emotion towards neutral: 1 as asked, 0 neutral"),
-            arg("--ref_audio", type=Path, default=None, help="reference recording whose style (prosody factors / embedding) to copy"),
+            arg("--emotion", default=None,
+                help="an emotion name, or a mixture 'happy:0.7,neutral:0.3' (default: neutral, or the reference's)"),
+            arg("--intensity", type=float, default=1.0,
+                help="blend the emotion towards neutral: 1 as asked, 0 neutral"),
+            arg("--ref_audio", type=Path, default=None,
+                help="reference recording whose style (prosody factors / embedding) to copy"),
             arg("--ref_text", default=None, help="transcript of the reference (for its speaking rate)"),
-            arg("--factor", type=_factor, action="append", default=[], metavar="NAME=VALUE", help="set a prosody factor in [0, 1] (repeat)"),
-            arg("--factor_delta", type=_factor, action="append", default=[], metavar="NAME=DELTA", help="shift a prosody factor (repeat)"),
+            arg("--factor", type=_factor, action="append", default=[], metavar="NAME=VALUE",
+                help="set a prosody factor in [0, 1] (repeat)"),
+            arg("--factor_delta", type=_factor, action="append", default=[], metavar="NAME=DELTA",
+                help="shift a prosody factor (repeat)"),
             arg("--griffin_lim_iters", type=int, default=32, help="Griffin-Lim iterations"),
-            arg("--sharpen", type=float, default=1.0, help="spectral sharpening of the mel before the vocoder (0: none)"),
+            arg("--sharpen", type=float, default=1.0,
+                help="spectral sharpening of the mel before the vocoder (0: none)"),
             arg("--maxlenratio", type=float, default=10.0, help="stop decoding after this many frames per input token"),
             arg("--threshold", type=float, default=0.5, help="stop-token probability that ends decoding"),
-            arg("--quantize", choices=["int8"], default=None, help="decode with int8 decoder weights (CPU: faster at batch 1)"),
+            arg("--quantize", choices=["int8"], default=None,
+                help="decode with int8 decoder weights (CPU: faster at batch 1)"),
             arg("--plots", action="store_true", help="also write a mel + attention plot per sentence"))
 def synth_cmd(args):
     "Synthesise TEXT (and the lines of --text_file) with a trained run, one wav per sentence."
     import soundfile as sf
     from emonb.inference import Text2Speech
-    from emonb.evaluate import focus_rate
-    texts = list(args.text) + ([l.strip() for l in args.text_file.read_text().splitlines() if l.strip()] if args.text_file else [])
-    if args.text_file is not None and not args.text_file.exists(): raise FileNotFoundError(f"{args.text_file}: text file not found")
+    from emonb.evaluate import focus_rate, plot_synthesis
+    texts = list(args.text) + ([l.strip() for l in args.text_file.read_text().splitlines() if l.strip()]
+                               if args.text_file else [])
+    if args.text_file is not None and not args.text_file.exists():
+        raise FileNotFoundError(f"{args.text_file}: text file not found")
     if not texts: raise UsageError("nothing to synthesise: give sentences or --text_file")
-    t2s = Text2Speech.from_pretrained(args.model, config_file=args.config, vocoder_conf=dict(n_iter=args.griffin_lim_iters, sharpen=args.sharpen),
+    t2s = Text2Speech.from_pretrained(args.model, config_file=args.config,
+                                      vocoder_conf=dict(n_iter=args.griffin_lim_iters, sharpen=args.sharpen),
                                       decode_conf=dict(quantize=args.quantize))
     args.out.mkdir(parents=True, exist_ok=True)
-    outs = t2s.synthesize_batch(texts, ref_audio=str(args.ref_audio) if args.ref_audio else None, emo_labs=args.emotion,
-                                emo_feats=dict(args.factor) or None, emo_feats_delta=dict(args.factor_delta) or None,
-                                intensity=args.intensity, ref_text=args.ref_text, maxlenratio=args.maxlenratio, threshold=args.threshold)
+    outs = t2s.synthesize_batch(texts, ref_audio=str(args.ref_audio) if args.ref_audio else None,
+                                emo_labs=args.emotion, emo_feats=dict(args.factor) or None,
+                                emo_feats_delta=dict(args.factor_delta) or None, intensity=args.intensity,
+                                ref_text=args.ref_text, maxlenratio=args.maxlenratio, threshold=args.threshold)
     for i, s in enumerate(outs, 1):
         sf.write(args.out/f"{i:03d}.wav", s.wav, s.fs)
-        if args.plots: _plot_synthesis(s, args.out/f"{i:03d}.png", s.text)
+        if args.plots: plot_synthesis(s, args.out/f"{i:03d}.png", s.text)
         print(f"{args.out/f'{i:03d}.wav'}: {s.duration:.2f} s, focus rate {focus_rate(s.att_w):.2f}, {s.text}")
 
 # %% ../nbs/17_cli.ipynb #78eb3cfb
 @subcommand("evaluate", "objective evaluation of a trained run on a data dir (MCD, F0, judge accuracy, control curves)",
-            arg("model", type=Path, help="run folder (holding config.yaml) or a weights file (config.yaml beside it, or --config)"),
+            arg("model", type=Path,
+                help="run folder (holding config.yaml) or a weights file (config.yaml beside it, or --config)"),
             arg("--config", type=Path, default=None, help="config.yaml of the weights file, when not beside it"),
-            arg("--data_dir", type=Path, default=None, help="Kaldi dir to evaluate on (default: the embedded corpus' eval split)"),
+            arg("--data_dir", type=Path, default=None,
+                help="Kaldi dir to evaluate on (default: the embedded corpus' eval split)"),
             arg("--out", type=Path, default=None, help="output folder (default: MODEL_DIR/eval)"),
             arg("--max_utts", type=int, default=None,
                 help="evaluate only this many utterances (in turn from each emotion; the intelligibility uses all)"),
@@ -421,18 +399,24 @@ def synth_cmd(args):
             arg("--no_intensity", action="store_true", help="skip the intensity curves"),
             arg("--batch_size", type=int, default=8, help="sentences synthesised together"),
             arg("--griffin_lim_iters", type=int, default=32, help="Griffin-Lim iterations"),
-            arg("--sharpen", type=float, default=1.0, help="spectral sharpening of the mel before the vocoder (0: none)"),
+            arg("--sharpen", type=float, default=1.0,
+                help="spectral sharpening of the mel before the vocoder (0: none)"),
             arg("--quantize", choices=["int8"], default=None, help="decode with int8 decoder weights (CPU)"),
-            arg("--no_intelligibility", action="store_true", help="skip the recogniser (CER/WER of the synthesis)"),
+            arg("--no_intelligibility", action="store_true",
+                help="skip the recogniser (CER/WER of the synthesis)"),
             arg("--train_data_dir", type=Path, default=None,
                 help="training sentences for the intelligibility (default: the run's train_data_dir, when present)"),
-            arg("--max_train_sentences", type=int, default=6, help="training sentences to transcribe (in every emotion)"))
+            arg("--max_train_sentences", type=int, default=6,
+                help="training sentences to transcribe (in every emotion)"))
 def evaluate_cmd(args):
-    "Evaluate a trained run with emonb.evaluate.evaluate_model; prints the report and writes metrics.json and report.md."
+    ("Evaluate a trained run with emonb.evaluate.evaluate_model; "
+     "prints the report and writes metrics.json and report.md.")
     from emonb.inference import Text2Speech
     from emonb.evaluate import evaluate_model, format_report
-    if args.max_utts is not None and args.max_utts < 1: raise UsageError(f"--max_utts must be positive, got {args.max_utts}")
-    t2s = Text2Speech.from_pretrained(args.model, config_file=args.config, vocoder_conf=dict(n_iter=args.griffin_lim_iters, sharpen=args.sharpen),
+    if args.max_utts is not None and args.max_utts < 1:
+        raise UsageError(f"--max_utts must be positive, got {args.max_utts}")
+    t2s = Text2Speech.from_pretrained(args.model, config_file=args.config,
+                                      vocoder_conf=dict(n_iter=args.griffin_lim_iters, sharpen=args.sharpen),
                                       decode_conf=dict(quantize=args.quantize))
     out = args.out or (args.model if args.model.is_dir() else args.model.parent)/"eval"
     kw = dict(control_factors=()) if args.no_control else {}
@@ -462,50 +446,60 @@ def export_cmd(args):
 # %% ../nbs/17_cli.ipynb #3d0d2904
 def _bench_griffinlim(a):
     from emonb.vocoder import bench_griffinlim
-    return bench_griffinlim(n_iter=a.n_iter, n_utts=a.n_utts, repeat=a.repeat)
+    return bench_griffinlim(n_iter=a.griffin_lim_iters, n_utts=a.n_utts, repeat=a.repeat)
 
 def _bench_prosody(a):
     from emonb.feats.prosody import bench_prosody
-    return dict(n_files=a.n_utts, threads=a.threads, x_real_time=bench_prosody(n_files=a.n_utts, threads=a.threads, repeat=a.repeat))
+    return dict(n_files=a.n_utts, threads=a.threads,
+                x_real_time=bench_prosody(n_files=a.n_utts, threads=a.threads, repeat=a.repeat))
 
+# %% ../nbs/17_cli.ipynb #a5234584
 def _bench_tacotron2(a):
     import torch
     from emonb.models.tacotron2 import bench_tts_train, bench_tts_inference, format_bench
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if a.device == "auto" else [a.device]
-    threads = torch.get_num_threads(); torch.set_num_threads(a.threads)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(a.threads)
     try:
         res = [f(size, device=d, **kw) for d in devices for size in a.sizes
                for f, kw in ((bench_tts_train, dict(batch_size=a.batch_size, steps=a.repeat)),
-                             (bench_tts_inference, dict(batch_sizes=(1, a.infer_batch_size or a.batch_size), repeats=a.repeat)))]
+                             (bench_tts_inference,
+                              dict(batch_sizes=(1, a.infer_batch_size or a.batch_size), repeats=a.repeat)))]
     finally: torch.set_num_threads(threads)
     return dict(results=res, table=format_bench(*res))
 
+# %% ../nbs/17_cli.ipynb #573683b9
 def _bench_all(a):
     out = dict(tacotron2=_bench_tacotron2(a), griffinlim=_bench_griffinlim(a), prosody=_bench_prosody(a))
     g, p = out["griffinlim"], out["prosody"]
     out["table"] = "\n".join([out["tacotron2"]["table"], "",
         "| part | emonb | peer | ratio |", "|---|---|---|---|",
-        f"| Griffin-Lim, {g['n_iter']} iterations, {g['audio_s']:.1f} s of audio (CPU s) | {g['ours_s']:.2f} | librosa {g['librosa_s']:.2f} | {g['speedup']:.2f}x |",
+        f"| Griffin-Lim, {g['n_iter']} iterations, {g['audio_s']:.1f} s of audio (CPU s) "
+        f"| {g['ours_s']:.2f} | librosa {g['librosa_s']:.2f} | {g['speedup']:.2f}x |",
         f"| prosody factors, x real time on {p['threads']} thread(s) | {p['x_real_time']:.0f}x | - | - |"])
     return out
 
+# %% ../nbs/17_cli.ipynb #052d546f
 BENCHMARKS = dict(tacotron2=_bench_tacotron2, griffinlim=_bench_griffinlim, prosody=_bench_prosody, all=_bench_all)
 
 @subcommand("bench", "speed benchmarks against ESPnet2 and librosa (tacotron2, griffinlim, prosody, all)",
             arg("what", choices=list(BENCHMARKS), help="which benchmark"),
             arg("--sizes", nargs="+", default=["sample", "default"], help="tacotron2: model sizes (sample, default)"),
-            arg("--batch_size", type=int, default=8, help="tacotron2: training batch (and the batched-inference batch)"),
-            arg("--infer_batch_size", type=int, default=None, help="tacotron2: batched-inference batch (default: --batch_size)"),
+            arg("--batch_size", type=int, default=8,
+                help="tacotron2: training batch (and the batched-inference batch)"),
+            arg("--infer_batch_size", type=int, default=None,
+                help="tacotron2: batched-inference batch (default: --batch_size)"),
             arg("--device", default="auto", help="tacotron2: cpu, cuda, or auto (the CPU, and CUDA when present)"),
             arg("--out", default=None, help="write the results as JSON to this file"),
             arg("--n_utts", type=int, default=8, help="utterances of the corpus to run on"),
-            arg("--n_iter", type=int, default=32, help="griffinlim: iterations"),
-            arg("--repeat", type=int, default=3, help="repetitions (the best or the total is reported, see the benchmark)"),
+            arg("--griffin_lim_iters", "--n_iter", type=int, default=32, help="griffinlim: iterations (--n_iter: old name)"),
+            arg("--repeat", type=int, default=3,
+                help="repetitions (the best or the total is reported, see the benchmark)"),
             arg("--threads", type=int, default=1, help="CPU threads of the tacotron2 and prosody benchmarks"))
 def bench_cmd(args):
     "Run one benchmark and print its result as JSON (times are CPU times; run on an idle machine)."
     import json
-    for k in ("n_utts", "n_iter", "repeat", "threads", "batch_size"):
+    for k in ("n_utts", "griffin_lim_iters", "repeat", "threads", "batch_size"):
         if getattr(args, k) < 1: raise UsageError(f"--{k} must be a positive integer, got {getattr(args, k)}")
     res = BENCHMARKS[args.what](args)
     print(res["table"] if "table" in res else json.dumps(res, indent=1))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['repo_root', 'data_samples_dir', 'set_seed', 'get_device', 'load_yaml', 'save_yaml', 'str2dict', 'str2bool',
@@ -23,6 +24,7 @@ def repo_root() -> Path:
         if (d/"settings.ini").exists() and (d/"emonb").is_dir(): return d
     return here.parent
 
+# %% ../nbs/00_core.ipynb #c4fdf90c
 def data_samples_dir() -> Path:
     "The embedded emotional corpus (`data_samples/`), with a clear error when it is not there."
     d = repo_root()/"data_samples"
@@ -52,9 +54,11 @@ def load_yaml(path) -> dict:
     try: obj = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e: raise ValueError(f"{path}: invalid YAML: {e}") from None
     if obj is None: return {}
-    if not isinstance(obj, dict): raise ValueError(f"{path}: expected a mapping at top level, found {type(obj).__name__}")
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a mapping at top level, found {type(obj).__name__}")
     return obj
 
+# %% ../nbs/00_core.ipynb #761627dc
 def save_yaml(obj, path):
     "Write `obj` as block-style YAML (keys in insertion order)."
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -66,9 +70,11 @@ def str2dict(s) -> dict:
     if s is None or (isinstance(s, str) and s.strip().lower() in ("", "none", "null")): return {}
     if isinstance(s, dict): return s
     obj = yaml.safe_load(s)
-    if not isinstance(obj, dict): raise argparse.ArgumentTypeError(f"expected a mapping like '{{key: value}}', got {s!r}")
+    if not isinstance(obj, dict):
+        raise argparse.ArgumentTypeError(f"expected a mapping like '{{key: value}}', got {s!r}")
     return obj
 
+# %% ../nbs/00_core.ipynb #73bf8938
 def str2bool(s) -> bool:
     "`true/false/yes/no/1/0` (any case) -> bool."
     if isinstance(s, bool): return s
@@ -77,6 +83,7 @@ def str2bool(s) -> bool:
     if v in ("false", "no", "0", "n"): return False
     raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {s!r}")
 
+# %% ../nbs/00_core.ipynb #8a4137b8
 def str_or_none(s):
     "`'none'`/`'null'`/empty -> None, anything else unchanged."
     return None if s is None or str(s).strip().lower() in ("", "none", "null") else s
@@ -84,11 +91,14 @@ def str_or_none(s):
 # %% ../nbs/00_core.ipynb #0018ba9a
 def atomic_save(obj, path) -> Path:
     "`torch.save(obj)` to `path` atomically (temp file in the same dir, flush, fsync, `os.replace`)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f); f.flush(); os.fsync(f.fileno())
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(OSError): os.unlink(tmp)
@@ -100,6 +110,7 @@ def atomic_save(obj, path) -> Path:
         finally: os.close(dfd)
     return path
 
+# %% ../nbs/00_core.ipynb #b5ed8674
 def safe_load(path, map_location="cpu", what: str = "model file"):
     "`torch.load(path, weights_only=True)`; a missing, unreadable or code-carrying file is a clear error naming it."
     path = Path(path)
@@ -110,7 +121,8 @@ def safe_load(path, map_location="cpu", what: str = "model file"):
         if not asked:   # not a class it refused: the bytes are not a pickle torch can read
             raise ValueError(f"{path}: not a readable torch file ({e})") from None
         raise ValueError(f"{path}: refusing to load: the file needs arbitrary Python code to unpickle"
-                         f"{' (' + asked.group(1) + ')' if asked else ''}; only tensors and plain types are accepted") from None
+                         f"{' (' + asked.group(1) + ')' if asked else ''}; "
+                         f"only tensors and plain types are accepted") from None
     except Exception as e: raise ValueError(f"{path}: not a readable torch file ({type(e).__name__}: {e})") from None
 
 # %% ../nbs/00_core.ipynb #08662837
@@ -132,27 +144,32 @@ class ClassChoices:
         "The accepted names (plus `None` for an optional part)."
         return list(self.classes) + ([None] if self.optional else [])
 
-    def get_class(self, name: str | None):
-        "The class registered as `name`; `None` for an optional part left out; error listing the choices otherwise."
-        if name is None or str(name).lower() in ("none", "null"):
-            if self.optional: return None
-            raise ValueError(f"--{self.name} is required; choose one of {self.choices()}")
-        key = str(name).lower()
-        if key not in self.classes:
-            raise ValueError(f"--{self.name}: unknown choice {name!r}; choose one of {self.choices()}")
-        return self.classes[key]
-
-    def add_arguments(self, parser: argparse.ArgumentParser):
-        "Add `--{name}` and `--{name}_conf` to `parser` (or an argument group)."
-        parser.add_argument(f"--{self.name}", type=lambda s: str_or_none(s.lower()), default=self.default,
-                            choices=self.choices(), help=f"the {self.name} class")
-        parser.add_argument(f"--{self.name}_conf", type=str2dict, default=dict(),
-                            help=f"keyword arguments for the {self.name} class, as a YAML mapping")
-        return parser
-
-    def build(self, name, conf: dict | None = None, *args):
-        "Instantiate the chosen class with `conf` as keyword arguments (None for an optional part left out)."
-        cls = self.get_class(name)
-        return None if cls is None else cls(*args, **(conf or {}))
-
     def __repr__(self): return f"ClassChoices({self.name!r}, choices={self.choices()}, default={self.default!r})"
+
+# %% ../nbs/00_core.ipynb #8806b616
+@patch
+def get_class(self: ClassChoices, name: str | None):
+    "The class registered as `name`; `None` for an optional part left out; error listing the choices otherwise."
+    if name is None or str(name).lower() in ("none", "null"):
+        if self.optional: return None
+        raise ValueError(f"--{self.name} is required; choose one of {self.choices()}")
+    key = str(name).lower()
+    if key not in self.classes:
+        raise ValueError(f"--{self.name}: unknown choice {name!r}; choose one of {self.choices()}")
+    return self.classes[key]
+
+# %% ../nbs/00_core.ipynb #b412f776
+@patch
+def add_arguments(self: ClassChoices, parser: argparse.ArgumentParser):
+    "Add `--{name}` and `--{name}_conf` to `parser` (or an argument group)."
+    parser.add_argument(f"--{self.name}", type=lambda s: str_or_none(s.lower()), default=self.default,
+                        choices=self.choices(), help=f"the {self.name} class")
+    parser.add_argument(f"--{self.name}_conf", type=str2dict, default=dict(),
+                        help=f"keyword arguments for the {self.name} class, as a YAML mapping")
+    return parser
+
+@patch
+def build(self: ClassChoices, name, conf: dict | None = None, *args):
+    "Instantiate the chosen class with `conf` as keyword arguments (None for an optional part left out)."
+    cls = self.get_class(name)
+    return None if cls is None else cls(*args, **(conf or {}))

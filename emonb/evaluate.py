@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_evaluate.ipynb #1bf11461
 from __future__ import annotations
-import copy, json, math, re, warnings
+import copy, json, math, re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
@@ -14,41 +14,47 @@ import scipy.fft
 import soundfile as sf
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
-from .core import data_samples_dir, load_yaml, set_seed
+from .core import data_samples_dir, set_seed
 from .data.dataset import read_2column_text
 from .data.text import english_cleaner
-from .data.corpus import read_data_dir, heldout_dir, HELDOUT_SENTENCES
+from .data.corpus import read_data_dir, heldout_dir
 from .feats.mel import LogMelFbank
 from .feats.prosody import ProsodyFactors, load_audio
 from .emotion import load_judge
-from .inference import Text2Speech, ExpStyleTTS, spearman, rankdata
+from .inference import Text2Speech, ExpStyleTTS, spearman
 
 # %% auto #0
 __all__ = ['N_CEPS', 'MCD_CONST', 'CONTROL_FACTORS', 'INTELLIGIBILITY_GOALS', 'mel_cepstrum', 'dtw_path', 'mcd', 'f0_track',
            'f0_errors', 'compare_wavs', 'focus_rate', 'words_only', 'Recognizer', 'error_rates', 'judge_emotions',
            'control_correlation', 'is_monotone', 'intensity_curves', 'vocode', 'sentence_recordings', 'intelligibility',
            'intelligibility_report', 'format_intelligibility', 'evaluate_utterances', 'evaluate_model', 'format_report',
-           'decode_agreement']
+           'mean_f0', 'plot_synthesis', 'evaluate_run', 'write_report', 'decode_agreement']
 
 # %% ../nbs/15_evaluate.ipynb #dccc5011
 N_CEPS = 24
 MCD_CONST = 10 * math.sqrt(2) / math.log(10)
 
 def mel_cepstrum(logmel, n_ceps: int = N_CEPS) -> np.ndarray:
-    "Mel-cepstra `c_1..c_K` `(L, K)` of a natural-log mel magnitude spectrogram `(L, n_mels)` (see the formula above)."
+    ("Mel-cepstra `c_1..c_K` `(L, K)` of a natural-log mel magnitude spectrogram `(L, n_mels)` "
+     "(see the formula above).")
     x = np.asarray(logmel, np.float64)
     if x.ndim != 2: raise ValueError(f"expected a log-mel spectrogram (L, n_mels), got shape {x.shape}")
-    if not 1 <= n_ceps < x.shape[1]: raise ValueError(f"n_ceps must be in 1..{x.shape[1] - 1} for {x.shape[1]} mel channels, got {n_ceps}")
+    if not 1 <= n_ceps < x.shape[1]:
+        raise ValueError(f"n_ceps must be in 1..{x.shape[1] - 1} for {x.shape[1]} mel channels, got {n_ceps}")
     return scipy.fft.dct(x, type=2, axis=1)[:, 1:n_ceps + 1] / (2 * x.shape[1])
 
+# %% ../nbs/15_evaluate.ipynb #b7996919
 def dtw_path(X, Y) -> np.ndarray:
     "DTW alignment `(N, 2)` (increasing) of frame sequences `X (Lx, D)` and `Y (Ly, D)`, Euclidean local cost."
-    if len(X) == 0 or len(Y) == 0: raise ValueError(f"DTW needs at least one frame on each side, got {len(X)} and {len(Y)}")
+    if len(X) == 0 or len(Y) == 0:
+        raise ValueError(f"DTW needs at least one frame on each side, got {len(X)} and {len(Y)}")
     _, wp = librosa.sequence.dtw(X=np.asarray(X, np.float64).T, Y=np.asarray(Y, np.float64).T, metric="euclidean")
     return wp[::-1].copy()
 
+# %% ../nbs/15_evaluate.ipynb #836d90e3
 def mcd(ref_logmel, syn_logmel, n_ceps: int = N_CEPS, return_path: bool = False):
-    "Mel-cepstral distortion (dB) of `syn` against `ref` (log-mel `(L, n_mels)` each), DTW-aligned; optionally also the path."
+    ("Mel-cepstral distortion (dB) of `syn` against `ref` (log-mel `(L, n_mels)` each), DTW-aligned; optionally also "
+     "the path.")
     C1, C2 = mel_cepstrum(ref_logmel, n_ceps), mel_cepstrum(syn_logmel, n_ceps)
     path = dtw_path(C1, C2)
     d = float(MCD_CONST * np.sqrt(((C1[path[:, 0]] - C2[path[:, 1]]) ** 2).sum(1)).mean())
@@ -60,16 +66,20 @@ def f0_track(wav, prosody: ProsodyFactors | None = None) -> tuple[np.ndarray, np
     tr = (prosody or ProsodyFactors()).frames(np.asarray(wav, np.float32))
     return tr["f0"], tr["voiced"]
 
+# %% ../nbs/15_evaluate.ipynb #07f3c575
 def f0_errors(ref_f0, ref_voiced, syn_f0, syn_voiced, path) -> dict:
     "log-F0 RMSE, bias (syn - ref, natural log) and V/UV error over the aligned frame pairs `path`."
-    i = np.clip(path[:, 0], 0, len(ref_f0) - 1); j = np.clip(path[:, 1], 0, len(syn_f0) - 1)
+    i = np.clip(path[:, 0], 0, len(ref_f0) - 1)
+    j = np.clip(path[:, 1], 0, len(syn_f0) - 1)
     vr, vs = ref_voiced[i], syn_voiced[j]
     both = vr & vs
     d = np.log(syn_f0[j][both]) - np.log(ref_f0[i][both])
     nan = float("nan")
-    return dict(f0_rmse=float(np.sqrt((d ** 2).mean())) if both.any() else nan, f0_bias=float(d.mean()) if both.any() else nan,
+    return dict(f0_rmse=float(np.sqrt((d ** 2).mean())) if both.any() else nan,
+                f0_bias=float(d.mean()) if both.any() else nan,
                 vuv_error=float((vr != vs).mean()), n_voiced=int(both.sum()))
 
+# %% ../nbs/15_evaluate.ipynb #48661495
 def compare_wavs(ref_wav, syn_wav, feats_extract: LogMelFbank | None = None, prosody: ProsodyFactors | None = None,
                  n_ceps: int = N_CEPS) -> dict:
     "MCD, log-F0 RMSE/bias, V/UV error of `syn_wav` against `ref_wav` (same rate), on one DTW alignment."
@@ -86,7 +96,8 @@ def compare_wavs(ref_wav, syn_wav, feats_extract: LogMelFbank | None = None, pro
 def focus_rate(att_w) -> float:
     "Mean over decoder steps of the maximum attention weight (`att_w`: `(steps, tokens)`)."
     a = np.asarray(att_w.detach().cpu() if torch.is_tensor(att_w) else att_w, np.float64)
-    if a.ndim != 2 or a.size == 0: raise ValueError(f"attention must be a non-empty (steps, tokens) matrix, got shape {a.shape}")
+    if a.ndim != 2 or a.size == 0:
+        raise ValueError(f"attention must be a non-empty (steps, tokens) matrix, got shape {a.shape}")
     return float(a.max(1).mean())
 
 # %% ../nbs/15_evaluate.ipynb #e4eceb74
@@ -94,6 +105,7 @@ def words_only(text: str) -> str:
     "Text as a recogniser writes it: the English cleaner (lower case, numbers as words), then letters, ' and spaces."
     return " ".join(re.sub(r"[^a-z' ]+", " ", english_cleaner(text)).split())
 
+# %% ../nbs/15_evaluate.ipynb #0c7c7dfb
 class Recognizer:
     "Offline US-English speech recognition: pocketsphinx with the acoustic and language models of its wheel."
     def __init__(self, n_jobs: int = 2, **config):
@@ -124,6 +136,7 @@ class Recognizer:
             for i, words in enumerate(pool.map(part, range(k))): out[i::k] = words
         return out
 
+# %% ../nbs/15_evaluate.ipynb #2e879dfe
 def error_rates(refs, hyps) -> dict:
     "Character and word error rates over all of `hyps` (recogniser outputs) against the texts `refs` (jiwer)."
     import jiwer
@@ -136,7 +149,8 @@ def error_rates(refs, hyps) -> dict:
 
 # %% ../nbs/15_evaluate.ipynb #72a06e3a
 def judge_emotions(wavs, labels, judge=None, emotions=None, uids=None) -> dict:
-    "Judge soft labels of waveforms (at the judge's rate) vs intended labels (names or ids): accuracy, confusion (true x predicted), probs."
+    ("Judge soft labels of waveforms (at the judge's rate) vs intended labels (names or ids): accuracy, confusion "
+     "(true x predicted), probs.")
     judge = judge if judge is not None else load_judge()
     emotions = list(emotions or judge.emotions)
     if len(wavs) != len(labels): raise ValueError(f"{len(wavs)} waveforms but {len(labels)} labels")
@@ -144,7 +158,9 @@ def judge_emotions(wavs, labels, judge=None, emotions=None, uids=None) -> dict:
     y = []
     for i, l in enumerate(labels):
         if isinstance(l, str):
-            if l not in emotions: raise ValueError(f"{uids[i] if uids else f'item {i}'}: unknown emotion {l!r}; known emotions: {emotions}")
+            if l not in emotions:
+                raise ValueError(f"{uids[i] if uids else f'item {i}'}: unknown emotion {l!r}; "
+                                 f"known emotions: {emotions}")
             y.append(emotions.index(l))
         else: y.append(int(l))
     probs = []
@@ -167,14 +183,17 @@ def control_correlation(t2s: Text2Speech, out_dir, factors=CONTROL_FACTORS, valu
     exp = ExpStyleTTS(t2s, out_dir, texts, **options)
     return {f: exp.exp_prosody_control(f, values, emo_labs) for f in factors}
 
+# %% ../nbs/15_evaluate.ipynb #43b61381
 def is_monotone(values, tol: float = 0.02) -> bool:
     "True when no step of `values` falls by more than `tol`."
     v = np.asarray(values, np.float64)
     return bool(np.all(np.diff(v) >= -tol))
 
+# %% ../nbs/15_evaluate.ipynb #4c9c73be
 def intensity_curves(t2s: Text2Speech, texts, emotions=None, intensities=(0.0, 0.25, 0.5, 0.75, 1.0), judge=None,
                      tol: float = 0.02, **options) -> dict:
-    "Per emotion and intensity: the judge's mean P(emotion) and the requested and measured pitch_mean; Spearman, monotone flags."
+    ("Per emotion and intensity: the judge's mean P(emotion) and the requested and measured pitch_mean; Spearman, "
+     "monotone flags.")
     judge = judge if judge is not None else load_judge()
     emotions = [e for e in (emotions or t2s.emotions) if e != "neutral"]
     texts = [texts] if isinstance(texts, str) else list(texts)
@@ -187,7 +206,8 @@ def intensity_curves(t2s: Text2Speech, texts, emotions=None, intensities=(0.0, 0
             asked.append(float(np.mean([o.emo_feats[ip] for o in outs])))
             got.append(float(np.nanmean([t2s.measure_factors(o.wav, o.text)[0][ip] for o in outs])))
         up = 1.0 if asked[-1] >= asked[0] else -1.0                    # the direction the label asks the pitch to move
-        out[e] = dict(intensities=[float(a) for a in intensities], p=p, spearman=spearman(intensities, p), monotone=is_monotone(p, tol),
+        out[e] = dict(intensities=[float(a) for a in intensities], p=p, spearman=spearman(intensities, p),
+                      monotone=is_monotone(p, tol),
                       pitch_requested=asked, pitch_measured=got, pitch_spearman=spearman(asked, got),
                       pitch_monotone=is_monotone(up * np.asarray(got), tol))
     return out
@@ -195,13 +215,16 @@ def intensity_curves(t2s: Text2Speech, texts, emotions=None, intensities=(0.0, 0
 # %% ../nbs/15_evaluate.ipynb #1679b8e9
 def vocode(t2s: Text2Speech, wav) -> np.ndarray:
     "`wav` (at `t2s.fs`) through the model's mel front end and its own vocoder settings, without sharpening."
-    voc = copy.copy(t2s.vocoder); voc.sharpen = 0.0                      # the same Griffin-Lim, no sharpening
+    voc = copy.copy(t2s.vocoder)
+    voc.sharpen = 0.0                      # the same Griffin-Lim, no sharpening
     with torch.no_grad():
         mel, lens = t2s.model.feats_extract(torch.as_tensor(np.asarray(wav, np.float32), device=t2s.device)[None])
         return voc(mel, lens)[0].cpu().numpy()
 
+# %% ../nbs/15_evaluate.ipynb #3069d166
 def sentence_recordings(data_dir, max_sentences: int | None = None, per_sentence: int | None = None) -> tuple:
-    "The first `max_sentences` distinct sentences of Kaldi dir `data_dir`; `(text, wav)` of (`per_sentence` of) theirs."
+    ("The first `max_sentences` distinct sentences of Kaldi dir `data_dir`; "
+     "`(text, wav)` of (`per_sentence` of) theirs.")
     rows = read_data_dir(data_dir)
     if not rows: raise ValueError(f"{data_dir}: no utterances")
     if any("text" not in r for r in rows.values()):
@@ -210,7 +233,8 @@ def sentence_recordings(data_dir, max_sentences: int | None = None, per_sentence
     for r in rows.values(): by.setdefault(r["text"], []).append(r["wav"])
     sents = list(by)[:max_sentences]
     k = lambda i: len(by[sents[i]]) if per_sentence is None else min(per_sentence, len(by[sents[i]]))
-    return sents, [(s, by[s][(i + j) % len(by[s])]) for i, s in enumerate(sents) for j in range(k(i))]   # emotions in turn
+    # the emotions in turn
+    return sents, [(s, by[s][(i + j) % len(by[s])]) for i, s in enumerate(sents) for j in range(k(i))]
 
 # %% ../nbs/15_evaluate.ipynb #56d6cb8a
 def intelligibility(t2s: Text2Speech, sentences, recordings=(), recognizer: Recognizer | None = None, emotions=None,
@@ -238,20 +262,24 @@ INTELLIGIBILITY_GOALS = dict(train=1.15, new=1.25, heldout=1.25)
 def intelligibility_report(t2s: Text2Speech, eval_dir, train_dir=None, max_train_sentences: int = 6,
                            heldout=None, recognizer: Recognizer | None = None,
                            recordings_per_sentence: int | None = None, **options) -> dict:
-    "Intelligibility on training sentences, on `eval_dir`'s (new to the model) and on `heldout` ones, with the goals."
+    ("Intelligibility on training sentences, on `eval_dir`'s (new to the model) and on `heldout` ones, "
+     "with the goals.")
     asr, out, given = recognizer or Recognizer(), {}, train_dir is not None
     train_dir, k = train_dir or getattr(t2s.args, "train_data_dir", None), recordings_per_sentence
     if train_dir and (Path(train_dir)/"wav.scp").exists():
         out["train"] = intelligibility(t2s, *sentence_recordings(train_dir, max_train_sentences, k), asr, **options)
-    elif given: raise FileNotFoundError(f"{Path(train_dir)/'wav.scp'}: not found (training sentences to transcribe)")
+    elif given:
+        raise FileNotFoundError(f"{Path(train_dir)/'wav.scp'}: not found (training sentences to transcribe)")
     out["new"] = intelligibility(t2s, *sentence_recordings(eval_dir, per_sentence=k), asr, **options)
     heldout = heldout_dir() if heldout is None else heldout
-    if heldout: out["heldout"] = intelligibility(t2s, *sentence_recordings(heldout, per_sentence=k), asr, **options)
+    if heldout:
+        out["heldout"] = intelligibility(t2s, *sentence_recordings(heldout, per_sentence=k), asr, **options)
     out["goals"] = {f"CER <= {g}x ceiling, {k} sentences, every emotion":
                     all(r["cer"] <= g * out[k]["vocoded"]["cer"] for r in out[k]["synthesis"].values())
                     for k, g in INTELLIGIBILITY_GOALS.items() if k in out}
     return out
 
+# %% ../nbs/15_evaluate.ipynb #a32e06f0
 def format_intelligibility(iq: dict) -> str:
     "Markdown table of `intelligibility_report`: CER / WER of recordings, the ceiling and the synthesis per emotion."
     emos = list(next(iter(v for k, v in iq.items() if k != "goals"))["synthesis"])
@@ -268,68 +296,86 @@ def format_intelligibility(iq: dict) -> str:
 
 # %% ../nbs/15_evaluate.ipynb #fbdc1ebb
 def _plot_confusion(conf, emotions, path, title):
-    fig = Figure(figsize=(3.8, 3.4)); ax = fig.subplots()
+    fig = Figure(figsize=(3.8, 3.4))
+    ax = fig.subplots()
     ax.imshow(conf, cmap="Blues")
     for (i, j), v in np.ndenumerate(conf):
         ax.text(j, i, int(v), ha="center", va="center", fontsize=9, color="white" if v > conf.max() / 2 else "black")
-    ax.set_xticks(range(len(emotions)), emotions, rotation=30, fontsize=8); ax.set_yticks(range(len(emotions)), emotions, fontsize=8)
-    ax.set(xlabel="judge", ylabel="requested", title=title); fig.tight_layout(); fig.savefig(path, dpi=100)
+    ax.set_xticks(range(len(emotions)), emotions, rotation=30, fontsize=8)
+    ax.set_yticks(range(len(emotions)), emotions, fontsize=8)
+    ax.set(xlabel="judge", ylabel="requested", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
+# %% ../nbs/15_evaluate.ipynb #98ca522a
 def _plot_intensity(curves, path):
-    fig = Figure(figsize=(8.4, 3.4)); ax, bx = fig.subplots(1, 2)
+    fig = Figure(figsize=(8.4, 3.4))
+    ax, bx = fig.subplots(1, 2)
     for e, c in curves.items():
         ax.plot(c["intensities"], c["p"], "o-", label=f"{e} (rho {c['spearman']:.2f})")
         l, = bx.plot(c["intensities"], c["pitch_measured"], "o-", label=f"{e} measured")
         bx.plot(c["intensities"], c["pitch_requested"], "--", color=l.get_color(), label=f"{e} requested")
-    ax.set(xlabel="intensity (0 = neutral)", ylabel="judge P(emotion)", ylim=(-0.02, 1.02)); ax.legend(fontsize=8)
-    bx.set(xlabel="intensity (0 = neutral)", ylabel="pitch_mean (normalised)"); bx.legend(fontsize=7)
-    fig.tight_layout(); fig.savefig(path, dpi=100)
+    ax.set(xlabel="intensity (0 = neutral)", ylabel="judge P(emotion)", ylim=(-0.02, 1.02))
+    ax.legend(fontsize=8)
+    bx.set(xlabel="intensity (0 = neutral)", ylabel="pitch_mean (normalised)")
+    bx.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
+# %% ../nbs/15_evaluate.ipynb #631e2e66
 def _nanmean(x) -> float:
     x = np.asarray(x, np.float64)
     return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
 
-# %% ../nbs/15_evaluate.ipynb #98ca522a
-def evaluate_utterances(t2s: Text2Speech, data_dir, out_dir, judge=None, max_utts: int | None = None, batch_size: int = 8,
-                        progress: bool = False, **options) -> list[dict]:
-    "Synthesise every utterance of Kaldi dir `data_dir` with its label; per-utterance metrics (also written to `utterances.tsv`)."
+# %% ../nbs/15_evaluate.ipynb #03ebac9d
+def evaluate_utterances(t2s: Text2Speech, data_dir, out_dir, judge=None, max_utts: int | None = None,
+                        batch_size: int = 8, progress: bool = False, **options) -> list[dict]:
+    ("Synthesise every utterance of Kaldi dir `data_dir` with its label; per-utterance metrics (also written to "
+     "`utterances.tsv`).")
     judge = judge if judge is not None else load_judge()
     rows = read_data_dir(data_dir)
     uids = list(rows)
     if max_utts:                                                      # a few of each emotion, in turn
         by = {}
         for u in uids: by.setdefault(rows[u].get("emotion"), []).append(u)
-        uids = [u for grp in zip(*[g + [None] * (len(uids) - len(g)) for g in by.values()]) for u in grp if u is not None][:max_utts]
+        uids = [u for grp in zip(*[g + [None] * (len(uids) - len(g)) for g in by.values()])
+                for u in grp if u is not None][:max_utts]
     if not uids: raise ValueError(f"{data_dir}: no utterances to evaluate")
-    out_dir = Path(out_dir); (out_dir/"wav").mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
+    (out_dir/"wav").mkdir(parents=True, exist_ok=True)
     pr, recs = t2s.prosody, []
     for s in tqdm(range(0, len(uids), batch_size), disable=not progress, desc="evaluate"):
         chunk = uids[s:s + batch_size]
-        outs = t2s.synthesize_batch([rows[u]["text"] for u in chunk], emo_labs=[rows[u]["emotion"] for u in chunk], **options)
+        outs = t2s.synthesize_batch([rows[u]["text"] for u in chunk], emo_labs=[rows[u]["emotion"] for u in chunk],
+                                    **options)
         for u, o in zip(chunk, outs):
             sf.write(out_dir/"wav"/f"{u}.wav", o.wav, o.fs)
             want = t2s.emotions[int(np.argmax(t2s.emotion_vector(rows[u]["emotion"])))]
             j = judge_emotions([o.wav], [want], judge, uids=[u])
-            rec = dict(uid=u, emotion=want, judge=j["emotions"][int(j["pred"][0])], p_true=float(j["probs"][0, j["labels"][0]]),
+            rec = dict(uid=u, emotion=want, judge=j["emotions"][int(j["pred"][0])],
+                       p_true=float(j["probs"][0, j["labels"][0]]),
                        focus_rate=focus_rate(o.att_w), n_frames=len(o.feat_gen))
-            if len(o.wav) >= pr.n_fft: rec.update(compare_wavs(load_audio(rows[u]["wav"], t2s.fs, u), o.wav, t2s.model.feats_extract, pr))
-            else: rec.update(mcd=float("nan"), f0_rmse=float("nan"), f0_bias=float("nan"), vuv_error=float("nan"), n_voiced=0,
-                             duration_ratio=len(o.wav) / max(len(load_audio(rows[u]["wav"], t2s.fs, u)), 1))
+            if len(o.wav) >= pr.n_fft:
+                rec.update(compare_wavs(load_audio(rows[u]["wav"], t2s.fs, u), o.wav, t2s.model.feats_extract, pr))
+            else: rec.update(mcd=float("nan"), f0_rmse=float("nan"), f0_bias=float("nan"), vuv_error=float("nan"),
+                             n_voiced=0, duration_ratio=len(o.wav) / max(len(load_audio(rows[u]["wav"], t2s.fs, u)), 1))
             recs.append(rec)
     keys = list(recs[0])
     (out_dir/"utterances.tsv").write_text("\t".join(keys) + "\n" + "".join(
         "\t".join(f"{r[k]:.4f}" if isinstance(r[k], float) else str(r[k]) for k in keys) + "\n" for r in recs))
     return recs
 
-# %% ../nbs/15_evaluate.ipynb #7043b1f8
+# %% ../nbs/15_evaluate.ipynb #59633db1
 def evaluate_model(t2s, data_dir=None, out_dir="eval", judge=None, max_utts: int | None = None,
                    control_factors=CONTROL_FACTORS, control_values=(0.1, 0.3, 0.5, 0.7, 0.9), control_texts: int = 3,
                    intensities=(0.0, 0.25, 0.5, 0.75, 1.0), batch_size: int = 8, seed: int = 0, progress: bool = False,
                    intelligibility: bool = True, train_dir=None, max_train_sentences: int = 6, **options) -> dict:
-    "Evaluate a `Text2Speech` (or a run folder) on Kaldi dir `data_dir` (default: corpus eval); write `metrics.json` + plots to `out_dir`."
+    ("Evaluate a `Text2Speech` (or a run folder) on Kaldi dir `data_dir` (default: corpus eval); write "
+     "`metrics.json` + plots to `out_dir`.")
     if not isinstance(t2s, Text2Speech): t2s = Text2Speech.from_pretrained(t2s)
     data_dir = Path(data_dir) if data_dir is not None else data_samples_dir()/"eval"
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     judge = judge if judge is not None else load_judge()
     set_seed(seed)
     recs = evaluate_utterances(t2s, data_dir, out_dir, judge, max_utts, batch_size, progress, **options)
@@ -341,7 +387,8 @@ def evaluate_model(t2s, data_dir=None, out_dir="eval", judge=None, max_utts: int
     rows = read_data_dir(data_dir)
     texts = list(dict.fromkeys(rows[r["uid"]]["text"] for r in recs))[:control_texts]
     set_seed(seed)
-    control = control_correlation(t2s, out_dir/"control", control_factors, control_values, texts, **options) if control_factors else {}
+    control = (control_correlation(t2s, out_dir/"control", control_factors, control_values, texts, **options)
+               if control_factors else {})
     set_seed(seed)
     curves = intensity_curves(t2s, texts, intensities=intensities, judge=judge, **options) if intensities else {}
     if curves: _plot_intensity(curves, out_dir/"intensity.png")
@@ -354,15 +401,19 @@ def evaluate_model(t2s, data_dir=None, out_dir="eval", judge=None, max_utts: int
              vuv_error=_nanmean([r["vuv_error"] for r in recs]), focus_rate=_nanmean([r["focus_rate"] for r in recs]),
              duration_ratio=_nanmean([r["duration_ratio"] for r in recs]),
              judge_accuracy=acc, judge_confusion=conf.tolist(), emotions=list(E),
-             control={f: {k: c[k] for k in ("values", "measured_mean", "spearman", "pearson", "spearman_per_text")} for f, c in control.items()},
+             control={f: {k: c[k] for k in ("values", "measured_mean", "spearman", "pearson", "spearman_per_text")}
+                      for f, c in control.items()},
              intensity=curves, control_texts=texts, intelligibility=iq, options={k: v for k, v in options.items()})
     m["f0_rmse_cents"] = m["f0_rmse"] * 1200 / math.log(2)
     m["goals"] = {**iq.get("goals", {}), "judge_accuracy >= 0.95": acc >= 0.95,
                   **{f"control spearman {f} >= 0.95": bool(c["spearman"] >= 0.95) for f, c in control.items()},
-                  "intensity monotone (pitch follows the label)": bool(curves) and all(c["pitch_monotone"] for c in curves.values()),
-                  "intensity monotone (judge probability)": bool(curves) and all(c["monotone"] for c in curves.values())}
+                  "intensity monotone (pitch follows the label)":
+                      bool(curves) and all(c["pitch_monotone"] for c in curves.values()),
+                  "intensity monotone (judge probability)":
+                      bool(curves) and all(c["monotone"] for c in curves.values())}
     m["files"] = dict(utterances="utterances.tsv", wav="wav", confusion="confusion.png",
-                      control={f: f"control/psd_{f}.png" for f in control}, intensity="intensity.png" if curves else None)
+                      control={f: f"control/psd_{f}.png" for f in control},
+                      intensity="intensity.png" if curves else None)
     (out_dir/"metrics.json").write_text(json.dumps(m, indent=1, default=float))
     return m
 
@@ -375,21 +426,134 @@ def format_report(m: dict) -> str:
              f"| judge accuracy (synthesised, requested label) | {f(m['judge_accuracy'])} |",
              f"| MCD (dB, {N_CEPS} cepstra, DTW) | {f(m['mcd'], 2)} ± {f(m['mcd_std'], 2)} |",
              f"| log-F0 RMSE (cents) | {f(m['f0_rmse_cents'], 0)} |", f"| V/UV error | {f(m['vuv_error'])} |",
-             f"| attention focus rate | {f(m['focus_rate'])} |", f"| duration ratio (synth / natural) | {f(m['duration_ratio'], 2)} |"]
+             f"| attention focus rate | {f(m['focus_rate'])} |",
+             f"| duration ratio (synth / natural) | {f(m['duration_ratio'], 2)} |"]
     lines += [f"| control Spearman: {k} | {f(v['spearman'])} |" for k, v in m["control"].items()]
-    lines += [f"| intensity -> measured pitch ({k}): Spearman with requested, monotone | {f(v['pitch_spearman'])}, {v['pitch_monotone']} |"
+    lines += [f"| intensity -> measured pitch ({k}): Spearman with requested, monotone "
+              f"| {f(v['pitch_spearman'])}, {v['pitch_monotone']} |"
               for k, v in m["intensity"].items()]
-    lines += [f"| intensity -> judge P({k}): Spearman, monotone | {f(v['spearman'])}, {v['monotone']} |" for k, v in m["intensity"].items()]
+    lines += [f"| intensity -> judge P({k}): Spearman, monotone | {f(v['spearman'])}, {v['monotone']} |"
+              for k, v in m["intensity"].items()]
     if m.get("intelligibility"):
         lines += ["", "Intelligibility (words first):", "", format_intelligibility(m["intelligibility"])]
     lines += ["", "Goals: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in m["goals"].items())]
     return "\n".join(lines)
 
+# %% ../nbs/15_evaluate.ipynb #151182cd
+def mean_f0(wav, fs: int, prosody=None) -> float:
+    ("Mean F0 (Hz) over the voiced frames of `wav` (`emonb.evaluate.f0_track`); "
+     "NaN when none is voiced or it is shorter than a frame.")
+    prosody = prosody or ProsodyFactors(fs=fs)
+    if len(wav) < prosody.n_fft: return float("nan")         # e.g. an untrained model that stops at once
+    f0, voiced = f0_track(wav, prosody)
+    return float(f0[voiced].mean()) if voiced.any() else float("nan")
+
+# %% ../nbs/15_evaluate.ipynb #baaf2f26
+def plot_synthesis(syn, path, title: str):
+    "A synthesis' log-mel and attention side by side, saved as a png at `path`."
+    fig = Figure(figsize=(9, 3.2))
+    a, b = fig.subplots(1, 2)
+    a.imshow(np.asarray(syn.feat_gen).T, aspect="auto", origin="lower", interpolation="none")
+    a.set_title("log-mel")
+    a.set_xlabel("frame")
+    b.imshow(np.asarray(syn.att_w).T, aspect="auto", origin="lower", interpolation="none", vmin=0, vmax=1)
+    b.set_title("attention")
+    b.set_xlabel("decoder step")
+    b.set_ylabel("token")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=72)
+
+# %% ../nbs/15_evaluate.ipynb #29271982
+def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bool = True, progress: bool = True,
+                 intelligibility: bool = True) -> dict:
+    ("Synthesise the sentences of `eval_dir` in every emotion with the run in `exp_dir`; "
+     "write wavs, plots, metrics.json, report.md.")
+    exp, eval_dir = Path(exp_dir), Path(eval_dir)
+    for f in ("text", "wav.scp", "utt2emo"):
+        if not (eval_dir/f).exists(): raise FileNotFoundError(f"{eval_dir/f}: eval data dir lacks {f}")
+    t2s = Text2Speech.from_pretrained(model_file if model_file is not None else exp,
+                                      config_file=exp/"config.yaml" if model_file else None,
+                                      vocoder_conf=dict(n_iter=n_iter))
+    texts, wavs, emos = (read_2column_text(eval_dir/f) for f in ("text", "wav.scp", "utt2emo"))
+    sentences = {}                                          # one uid per distinct text
+    for u, t in texts.items(): sentences.setdefault(t, u)
+    rows, syn_dir = [], exp/"synth"
+    syn_dir.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=len(sentences) * len(t2s.emotions), desc="synthesis", disable=not progress, dynamic_ncols=True)
+    for emo in t2s.emotions:
+        for i, (text, u) in enumerate(sentences.items(), 1):
+            s = t2s(text, emo_labs=emo)
+            name = f"{i:02d}.{emo}"
+            sf.write(syn_dir/f"{name}.wav", s.wav, s.fs)
+            if plots: plot_synthesis(s, syn_dir/"plots"/f"{name}.png", f"{emo}: {text}")
+            rows.append(dict(sentence=i, uid=u, emotion=emo, text=text, frames=int(len(s.feat_gen)),
+                             seconds=round(s.duration, 3), stopped=bool(len(s.prob) and s.prob[-1] >= 0.5),
+                             focus_rate=round(focus_rate(s.att_w), 4),
+                             f0_mean_hz=round(mean_f0(s.wav, s.fs, t2s.prosody), 2), wav=f"synth/{name}.wav"))
+            bar.update()
+    bar.close()
+    corpus = {}                                # the same F0 measure on the corpus' recordings of these sentences
+    for u, e in emos.items():
+        if e in t2s.emotions:
+            p = Path(wavs[u])
+            p = p if p.is_absolute() else eval_dir/p
+            corpus.setdefault(e, []).append(mean_f0(load_audio(p, t2s.fs, u), t2s.fs, t2s.prosody))
+    by = lambda k, e: float(np.nanmean([r[k] for r in rows if r["emotion"] == e]))
+    f0 = {e: round(by("f0_mean_hz", e), 2) for e in t2s.emotions}
+    cf0 = {e: round(float(np.nanmean(v)), 2) for e, v in corpus.items()}
+    order = sorted(f0, key=lambda e: f0[e])
+    corder = sorted(cf0, key=lambda e: cf0[e])
+    m = dict(model_file=str(t2s.model_file), eval_data_dir=str(eval_dir), n_sentences=len(sentences),
+             emotions=t2s.emotions,
+             focus_rate=round(float(np.mean([r["focus_rate"] for r in rows])), 4),
+             focus_rate_by_emotion={e: round(by("focus_rate", e), 4) for e in t2s.emotions},
+             stopped_fraction=round(float(np.mean([r["stopped"] for r in rows])), 4),
+             f0_mean_hz=f0, f0_order=order, corpus_f0_mean_hz=cf0, corpus_f0_order=corder,
+             f0_order_matches=[e for e in order if e in cf0] == corder, utterances=rows)
+    set_seed(0)
+    m["intelligibility"] = intelligibility_report(t2s, eval_dir, recordings_per_sentence=1) if intelligibility else {}
+    (exp/"metrics.json").write_text(json.dumps(m, indent=1))
+    write_report(exp, m)
+    return m
+
+# %% ../nbs/15_evaluate.ipynb #9dd2ba35
+def write_report(exp_dir, m: dict) -> Path:
+    "A short `report.md` of a run: training summary (from `train.log`) and the post-training metrics `m`."
+    exp = Path(exp_dir)
+    log = (exp/"train.log").read_text().splitlines() if (exp/"train.log").exists() else []
+    last = [l.split(" INFO ", 1)[-1] for l in log if " epoch " in l and ": train " in l][-1:]
+    lines = [f"# emonb run `{exp.name}`", "",
+             f"- model: `{Path(m['model_file']).name}`; last epoch: `{last[0] if last else '?'}`",
+             f"- synthesised {m['n_sentences']} sentences of `{m['eval_data_dir']}` in {len(m['emotions'])} emotions "
+             f"({m['stopped_fraction']:.0%} stopped by the stop token)",
+             f"- attention focus rate: **{m['focus_rate']:.3f}** "
+             f"(mean of the largest attention weight per decoder step)",
+             f"- F0 order of the synthesis: {' < '.join(m['f0_order'])}; "
+             f"of the corpus: {' < '.join(m['corpus_f0_order'])} "
+             f"-> **{'kept' if m['f0_order_matches'] else 'not kept'}**", "",
+             "| emotion | focus rate | mean F0 (Hz) | corpus mean F0 (Hz) |", "|---|---|---|---|"]
+    for e in m["emotions"]:
+        lines.append(f"| {e} | {m['focus_rate_by_emotion'][e]:.3f} | {m['f0_mean_hz'][e]:.1f} "
+                     f"| {m['corpus_f0_mean_hz'].get(e, float('nan')):.1f} |")
+    if m.get("intelligibility"):
+        lines += ["", "Intelligibility: an offline recogniser (pocketsphinx) on the synthesis of training sentences "
+                  "and of sentences in no training split, beside the recordings and the recordings through the same "
+                  "analysis and vocoder (the ceiling):", "", format_intelligibility(m["intelligibility"])]
+    lines += ["", "Wavs and plots (log-mel, attention) are in `synth/`; all numbers in `metrics.json`.", ""]
+    p = exp/"report.md"
+    p.write_text("\n".join(lines))
+    return p
+
 # %% ../nbs/15_evaluate.ipynb #47b6e778
 def decode_agreement(t2s: Text2Speech, texts, emo_labs, seed: int = 0, **options) -> dict:
-    "Mel MCD (dB, DTW) between syntheses with the defaults and with `options`, from the same seed; and how many lengths agree."
-    set_seed(seed); base = t2s.synthesize_batch(texts, emo_labs=emo_labs, n_iter=1)
-    set_seed(seed); alt = t2s.synthesize_batch(texts, emo_labs=emo_labs, n_iter=1, **options)
+    ("Mel MCD (dB, DTW) between syntheses with the defaults and with `options`, from the same seed; and how many "
+     "lengths agree.")
+    set_seed(seed)
+    base = t2s.synthesize_batch(texts, emo_labs=emo_labs, n_iter=1)
+    set_seed(seed)
+    alt = t2s.synthesize_batch(texts, emo_labs=emo_labs, n_iter=1, **options)
     d = [mcd(a.feat_gen, b.feat_gen) for a, b in zip(base, alt)]
     return dict(mcd_mean=float(np.mean(d)), mcd_max=float(np.max(d)), n=len(d),
                 same_length=sum(len(a.feat_gen) == len(b.feat_gen) for a, b in zip(base, alt)))

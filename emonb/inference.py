@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_inference.ipynb #336881b6
 from __future__ import annotations
-import hashlib, math, shutil, warnings
+import hashlib, math, re, shutil, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -21,8 +21,8 @@ from .task import TTSTask
 from .vocoder import Spectrogram2Wav
 
 # %% auto #0
-__all__ = ['MODEL_PREFERENCE', 'find_model_file', 'Text2Speech', 'Synthesis', 'file_sha256', 'check_checksums', 'export_model',
-           'model_readme', 'base_voice_dir', 'rankdata', 'spearman', 'ExpStyleTTS']
+__all__ = ['MODEL_PREFERENCE', 'find_model_file', 'Text2Speech', 'Synthesis', 'split_text', 'file_sha256', 'check_checksums',
+           'export_model', 'model_readme', 'base_voice_dir', 'rankdata', 'spearman', 'ExpStyleTTS']
 
 # %% ../nbs/14_inference.ipynb #bbe34ed3
 MODEL_PREFERENCE = ("valid.loss.ave.pth", "valid.loss.best.pth", "train.loss.ave.pth", "train.loss.best.pth")
@@ -36,7 +36,8 @@ def find_model_file(exp_dir) -> Path:
     for pat in ("*.ave.pth", "*.best.pth", "latest.pth", "model.pth"):
         hits = sorted(d.glob(pat))
         if hits: return hits[0]
-    epochs = sorted((int(p.name[:-len("epoch.pth")]), p) for p in d.glob("*epoch.pth") if p.name[:-len("epoch.pth")].isdigit())
+    epochs = sorted((int(p.name[:-len("epoch.pth")]), p) for p in d.glob("*epoch.pth")
+                    if p.name[:-len("epoch.pth")].isdigit())
     if epochs: return epochs[-1][1]
     raise FileNotFoundError(f"{d}: no model weights (looked for {', '.join(MODEL_PREFERENCE)}, *.ave.pth, *.best.pth, "
                             f"latest.pth, model.pth, <N>epoch.pth)")
@@ -50,7 +51,8 @@ class Text2Speech:
     vocoder_options = ("n_iter", "momentum", "power", "sharpen")
     vocoder_defaults = dict(sharpen=1.0)                  # model output is over-smoothed across frequency
 
-    def __init__(self, model, args, vocoder_conf: dict | None = None, device="cpu", run_dir=None, decode_conf: dict | None = None):
+    def __init__(self, model, args, vocoder_conf: dict | None = None, device="cpu", run_dir=None,
+                 decode_conf: dict | None = None):
         self.device, self.run_dir = get_device(device), run_dir
         bad = sorted(set(decode_conf or {}) - set(self.decode_defaults))
         if bad: raise TypeError(f"decode_conf: unknown decode option(s) {bad}; they are {list(self.decode_defaults)}")
@@ -60,21 +62,21 @@ class Text2Speech:
         self.emotions = list(args.emotions)
         self.factor_names = list(FACTOR_NAMES)
         self.text_processor = TextProcessor(TTSTask.token_list(args), cleaner=args.cleaner, token_type=args.token_type)
-        if model.feats_extract is None: raise ValueError("the model has no feats_extract: Text2Speech needs its front end to set up the vocoder")
+        if model.feats_extract is None:
+            raise ValueError("the model has no feats_extract: Text2Speech needs its front end to set up the vocoder")
         self.fs = model.feats_extract.fs
-        self.vocoder = Spectrogram2Wav.from_feats_extract(model.feats_extract, **{**self.vocoder_defaults, **(vocoder_conf or {})}).to(self.device)
+        self.vocoder = Spectrogram2Wav.from_feats_extract(
+            model.feats_extract, **{**self.vocoder_defaults, **(vocoder_conf or {})}).to(self.device)
         ex = model.emo_extract
-        self.prosody = ex.factors if isinstance(getattr(ex, "factors", None), ProsodyFactors) else ProsodyFactors(fs=self.fs)
+        self.prosody = (ex.factors if isinstance(getattr(ex, "factors", None), ProsodyFactors)
+                        else ProsodyFactors(fs=self.fs))
         self.normalizer = self._find_normalizer()
-
-    def __repr__(self):
-        return (f"Text2Speech(emotions={self.emotions}, prosody_dim={self.model.prosody_dim}, "
-                f"ref_encoder={getattr(self.tts, 'use_ref_encoder', False)}, fs={self.fs}, device={self.device})")
 
 # %% ../nbs/14_inference.ipynb #748e5e54
 @patch
 def _find_normalizer(self: Text2Speech) -> ProsodyNormalizer | None:
-    "The prosody normaliser of the run: from the weights (`emo_extract` lo/hi), else a `prosody_stats.npz` of the run, else None."
+    ("The prosody normaliser of the run: from the weights (`emo_extract` lo/hi), else a `prosody_stats.npz` of the "
+     "run, else None.")
     ex = self.model.emo_extract
     if ex is not None and hasattr(ex, "lo") and hasattr(ex, "hi"):
         return ProsodyNormalizer(ex.lo.cpu().numpy(), ex.hi.cpu().numpy())
@@ -84,23 +86,32 @@ def _find_normalizer(self: Text2Speech) -> ProsodyNormalizer | None:
         if root: cands += [Path(root)/"prosody/prosody_stats.npz", Path(root)/"stats/prosody/prosody_stats.npz"]
     return next((ProsodyNormalizer.load(p) for p in cands if p.exists()), None)
 
+# %% ../nbs/14_inference.ipynb #2181cb59
+@patch
+def __repr__(self: Text2Speech):
+    return (f"Text2Speech(emotions={self.emotions}, prosody_dim={self.model.prosody_dim}, "
+            f"ref_encoder={getattr(self.tts, 'use_ref_encoder', False)}, fs={self.fs}, device={self.device})")
+
+# %% ../nbs/14_inference.ipynb #908316f4
 @patch(cls_method=True)
 def from_pretrained(cls: Text2Speech, model_file=None, config_file=None, device="cpu", vocoder_conf: dict | None = None,
                     decode_conf: dict | None = None) -> Text2Speech:
     "From a run folder (`model_file` a directory holding `config.yaml`), or from a weights file and its `config_file`."
-    if model_file is None and config_file is None: raise ValueError("give a run folder, or a model file and its config_file")
+    if model_file is None and config_file is None:
+        raise ValueError("give a run folder, or a model file and its config_file")
     run_dir = None
     if model_file is not None and Path(model_file).is_dir():
         run_dir = Path(model_file)
         if config_file is None:
             config_file = run_dir/"config.yaml"
             if not config_file.exists():
-                raise FileNotFoundError(f"{run_dir}: no config.yaml; a model directory needs the config.yaml of its run "
-                                        "(or give config_file=...)")
+                raise FileNotFoundError(f"{run_dir}: no config.yaml; a model directory needs the config.yaml "
+                                        "of its run (or give config_file=...)")
         model_file = find_model_file(run_dir)
     if config_file is None:
         config_file = Path(model_file).parent/"config.yaml"
-        if not config_file.exists(): raise FileNotFoundError(f"{model_file}: give its config_file (no config.yaml next to it)")
+        if not config_file.exists():
+            raise FileNotFoundError(f"{model_file}: give its config_file (no config.yaml next to it)")
     model, args = TTSTask.build_model_from_file(config_file, model_file, device="cpu")
     self = cls(model, args, vocoder_conf, device, run_dir=run_dir or Path(config_file).parent, decode_conf=decode_conf)
     self.model_file, self.config_file = Path(model_file), Path(config_file)
@@ -109,7 +120,8 @@ def from_pretrained(cls: Text2Speech, model_file=None, config_file=None, device=
 # %% ../nbs/14_inference.ipynb #8147180b
 @patch
 def text_to_ids(self: Text2Speech, text: str) -> np.ndarray:
-    "Token ids (int64) of `text`, as in training; unknown characters -> `<unk>` with a warning; error if nothing is left."
+    ("Token ids (int64) of `text`, as in training; unknown characters -> `<unk>` with a warning; error if nothing is "
+     "left.")
     if not isinstance(text, str): raise TypeError(f"text must be a str, got {type(text).__name__}")
     tp = self.text_processor
     clean = tp.cleaner(text)
@@ -134,13 +146,15 @@ def emotion_vector(self: Text2Speech, emo_labs="neutral", intensity: float = 1.0
 # %% ../nbs/14_inference.ipynb #8f3cc036
 @patch
 def prosody_vector(self: Text2Speech, base=None, emo_feats=None, emo_feats_delta=None) -> np.ndarray:
-    "Factors in [0, 1]: `base`, overridden by absolute `emo_feats`, shifted by `emo_feats_delta`: the model's `factor_vector`."
+    ("Factors in [0, 1]: `base`, overridden by absolute `emo_feats`, shifted by `emo_feats_delta`: the model's "
+     "`factor_vector`.")
     return self.model.factor_vector(base, emo_feats, emo_feats_delta)
 
 # %% ../nbs/14_inference.ipynb #304c4d16
 @patch
 def load_ref_audio(self: Text2Speech, ref_audio, sr: int | None = None) -> np.ndarray:
-    "Reference audio (path, array or `(array, sr)`) as float32 mono at the model's rate; errors for short or silent audio."
+    ("Reference audio (path, array or `(array, sr)`) as float32 mono at the model's rate; errors for short or silent "
+     "audio.")
     name = "reference audio"
     if isinstance(ref_audio, (str, Path)):
         name = f"reference audio {ref_audio}"
@@ -152,26 +166,34 @@ def load_ref_audio(self: Text2Speech, ref_audio, sr: int | None = None) -> np.nd
         if isinstance(ref_audio, tuple) and len(ref_audio) == 2 and np.isscalar(ref_audio[1]): ref_audio, sr = ref_audio
         y = np.asarray(ref_audio.detach().cpu() if torch.is_tensor(ref_audio) else ref_audio, np.float32)
         if y.ndim == 2 and y.shape[0] > y.shape[1]: y = y.T            # (T, channels) as soundfile gives
-        if y.ndim not in (1, 2): raise ValueError(f"{name}: expected a waveform (T,) or (channels, T), got shape {y.shape}")
+        if y.ndim not in (1, 2):
+            raise ValueError(f"{name}: expected a waveform (T,) or (channels, T), got shape {y.shape}")
     y = np.atleast_2d(y).mean(0)
     sr = self.fs if sr is None else int(sr)
     if y.size < 2: raise ValueError(f"{name}: {y.size} sample(s); need at least {self.vocoder.n_fft} samples")
     if not np.isfinite(y).all(): raise ValueError(f"{name}: contains NaN or Inf samples")
     if sr != self.fs: y = librosa.resample(y, orig_sr=sr, target_sr=self.fs)
     if len(y) < self.vocoder.n_fft:
-        raise ValueError(f"{name}: {len(y)} samples at {self.fs} Hz ({len(y) / self.fs:.3f} s) is shorter than one analysis frame "
-                         f"({self.vocoder.n_fft} samples)")
+        raise ValueError(f"{name}: {len(y)} samples at {self.fs} Hz ({len(y) / self.fs:.3f} s) "
+                         f"is shorter than one analysis frame ({self.vocoder.n_fft} samples)")
     peak = float(np.abs(y).max())
-    if peak < 1e-3: raise ValueError(f"{name}: silent (peak {20 * math.log10(max(peak, 1e-12)):.0f} dB re full scale, below -60 dB)")
+    if peak < 1e-3:
+        raise ValueError(f"{name}: silent (peak {20 * math.log10(max(peak, 1e-12)):.0f} dB re full scale, "
+                         f"below -60 dB)")
     return y.astype(np.float32)
 
+# %% ../nbs/14_inference.ipynb #7824234b
 @patch
-def measure_factors(self: Text2Speech, wav, text: str | None = None, n_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    "`(normalised in [0, 1], raw)` prosody factors of a waveform at the model's rate; speaking rate needs `text` (else NaN)."
+def measure_factors(self: Text2Speech, wav, text: str | None = None,
+                    n_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    ("`(normalised in [0, 1], raw)` prosody factors of a waveform at the model's rate; speaking rate needs `text` "
+     "(else NaN).")
     if self.normalizer is None:
-        raise ValueError("this run has no prosody statistics (no emo_extract in the model, no prosody_stats.npz): cannot measure factors")
+        raise ValueError("this run has no prosody statistics (no emo_extract in the model, no prosody_stats.npz): "
+                         "cannot measure factors")
     if n_tokens is None and text is not None: n_tokens = count_tokens(self.text_processor.cleaner(text))
-    raw = self.prosody.factors(np.asarray(wav, np.float32), n_tokens=n_tokens if n_tokens is not None else 0).astype(np.float64)
+    raw = self.prosody.factors(np.asarray(wav, np.float32),
+                               n_tokens=n_tokens if n_tokens is not None else 0).astype(np.float64)
     if n_tokens is None: raw[self.factor_names.index("speaking_rate")] = np.nan
     span = np.where(self.normalizer.hi > self.normalizer.lo, self.normalizer.hi - self.normalizer.lo, 1.0)
     return ((raw - self.normalizer.lo) / span).astype(np.float32), raw.astype(np.float32)
@@ -184,6 +206,7 @@ def predict_factors(self: Text2Speech, emo_labs) -> np.ndarray:
     x = torch.as_tensor(np.asarray(emo_labs, np.float32), device=self.device)
     return self.tts.predict_prosody(x[None] if x.dim() == 1 else x).cpu().numpy()[0 if x.dim() == 1 else slice(None)]
 
+# %% ../nbs/14_inference.ipynb #f98e61d7
 @patch
 @torch.no_grad()
 def conditioning(self: Text2Speech, ref_audio=None, emo_labs=None, emo_feats=None, emo_feats_delta=None,
@@ -216,41 +239,50 @@ class Synthesis:
     text: str
     wav: np.ndarray
     fs: int
-    feat_gen: np.ndarray                   # denormalised log-mel (L, n_mels), what the vocoder was given (before its sharpening)
+    feat_gen: np.ndarray                   # denormalised log-mel (L, n_mels), what the vocoder was given
+                                           # (before its sharpening)
     att_w: np.ndarray                      # attention (L / r, T + 1)
     prob: np.ndarray                       # stop probabilities (L,)
     emo_labs: np.ndarray | None = None     # soft label used (E,)
     emo_feats: np.ndarray | None = None    # prosody factors used (P,), [0, 1]
-    conditioning: dict = field(default_factory=dict)   # named: {"emo_labs": {name: w}, "emo_feats": {factor: v}, "ref_audio": bool,
-                                                       #         "sources": {part: where it came from}}
+    # named: {"emo_labs": {name: w}, "emo_feats": {factor: v}, "ref_audio": bool,
+    #         "sources": {part: where it came from}}
+    conditioning: dict = field(default_factory=dict)
+    chunks: list = field(default_factory=list)   # a long text: the synthesis of each piece, in order
 
     def __getitem__(self, k): return getattr(self, k)
     def keys(self): return [f for f in self.__dataclass_fields__]
     @property
     def duration(self) -> float: return len(self.wav) / self.fs
 
-# %% ../nbs/14_inference.ipynb #50cb50df
+# %% ../nbs/14_inference.ipynb #ecf296a5
 @patch
 def _split_options(self: Text2Speech, opts: dict) -> tuple[dict, dict]:
     bad = [k for k in opts if k not in self.decode_defaults and k not in self.vocoder_options]
-    if bad: raise TypeError(f"unknown synthesis option(s) {bad}; decode options: {list(self.decode_defaults)}, vocoder options: {list(self.vocoder_options)}")
+    if bad: raise TypeError(f"unknown synthesis option(s) {bad}; decode options: {list(self.decode_defaults)}, "
+                            f"vocoder options: {list(self.vocoder_options)}")
     dec = {**self.decode_defaults, **{k: v for k, v in opts.items() if k in self.decode_defaults}}
     if not 0 < dec["threshold"] < 1: raise ValueError(f"threshold must lie in (0, 1), got {dec['threshold']}")
     if dec["maxlenratio"] <= 0 or dec["minlenratio"] < 0 or dec["minlenratio"] > dec["maxlenratio"]:
-        raise ValueError(f"need 0 <= minlenratio <= maxlenratio and maxlenratio > 0, got {dec['minlenratio']}, {dec['maxlenratio']}")
+        raise ValueError(f"need 0 <= minlenratio <= maxlenratio and maxlenratio > 0, "
+                         f"got {dec['minlenratio']}, {dec['maxlenratio']}")
     if dec["cuda_graph"] is None: dec["cuda_graph"] = self.device.type == "cuda"
     return dec, {k: v for k, v in opts.items() if k in self.vocoder_options}
 
+# %% ../nbs/14_inference.ipynb #5ae38af3
 def _per_item(x, n: int, name: str, numbers_are_one: bool = True) -> list:
-    "`x` for each of `n` texts: a list/tuple of `n` non-numeric items (any items, if not `numbers_are_one`) is one per text; anything else (and `(wav, sr)`) is shared."
-    is_wav_sr = isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], (int, np.integer)) and not isinstance(x[0], (str, Path))
-    vector = numbers_are_one and all(isinstance(v, (int, float, np.number)) for v in x) if isinstance(x, (list, tuple)) else False
+    ("`x` for each of `n` texts: a list/tuple of `n` non-numeric items (any items, if not `numbers_are_one`) is one "
+     "per text; anything else (and `(wav, sr)`) is shared.")
+    is_wav_sr = (isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], (int, np.integer))
+                 and not isinstance(x[0], (str, Path)))
+    vector = (numbers_are_one and all(isinstance(v, (int, float, np.number)) for v in x)
+              if isinstance(x, (list, tuple)) else False)
     if isinstance(x, (list, tuple)) and len(x) and not is_wav_sr and not vector:
         if len(x) != n: raise ValueError(f"{name}: {len(x)} entries for {n} texts")
         return list(x)
     return [x] * n
 
-# %% ../nbs/14_inference.ipynb #ecf296a5
+# %% ../nbs/14_inference.ipynb #0897553a
 @patch
 def _vocode(self: Text2Speech, feats, lens, voc: dict) -> list:
     "Waveforms of denormalised log-mel `(B, L, D)`, with the vocoder options of this call only."
@@ -261,6 +293,7 @@ def _vocode(self: Text2Speech, feats, lens, voc: dict) -> list:
     finally:
         for k, v in saved.items(): setattr(self.vocoder, k, v)
 
+# %% ../nbs/14_inference.ipynb #486adb6d
 @patch
 def _named(self: Text2Speech, cond: Conditioning, b: int, ref_audio) -> dict:
     "Utterance `b`'s conditioning with names: `{emo_labs: {emotion: w}, emo_feats: {factor: v}, ref_audio, sources}`."
@@ -268,50 +301,113 @@ def _named(self: Text2Speech, cond: Conditioning, b: int, ref_audio) -> dict:
     return dict(emo_labs=name(cond.emo_labs, self.emotions), emo_feats=name(cond.emo_feats, self.factor_names),
                 ref_audio=ref_audio is not None, sources=cond.sources[b])
 
-# %% ../nbs/14_inference.ipynb #e38bbec1
+# %% ../nbs/14_inference.ipynb #81eb1e08
+@patch
+def _check_stops(self: Text2Speech, texts: list, prob, lens, dec: dict):
+    "Warn for each text whose decoding ended at the length cap, not at its stop token."
+    r = self.tts.reduction_factor
+    for t, p, n in zip(texts, prob, lens.tolist()):
+        if n and bool((p[max(0, n - r):n] < dec["threshold"]).all()):
+            short = t if len(t) <= 40 else t[:37] + "..."
+            warnings.warn(f"{short!r}: no stop token, the decoding ended at the length cap (maxlenratio="
+                          f"{dec['maxlenratio']}, {n} frames); a long text is split into sentences when longer than "
+                          "max_chars, else the model lost its place in this text")
+
+# %% ../nbs/14_inference.ipynb #5bc26917
 @patch
 @torch.no_grad()
-def synthesize_batch(self: Text2Speech, texts: list, ref_audio=None, emo_labs=None, emo_feats=None, emo_feats_delta=None,
-                     intensity=1.0, ref_text=None, match_energy: bool = True, **options) -> list[Synthesis]:
+def synthesize_batch(self: Text2Speech, texts: list, ref_audio=None, emo_labs=None, emo_feats=None,
+                     emo_feats_delta=None, intensity=1.0, ref_text=None, match_energy: bool = True,
+                     **options) -> list[Synthesis]:
     "Synthesise several texts at once; each conditioning argument is shared or a list with one entry per text."
     if isinstance(texts, str): raise TypeError("synthesize_batch takes a list of texts; call the object for one text")
     if not texts: raise ValueError("synthesize_batch: no texts")
     dec, voc = self._split_options(options)
     n, ids = len(texts), [self.text_to_ids(t) for t in texts]
-    args = [_per_item(a, n, nm) for a, nm in ((ref_audio, "ref_audio"), (emo_labs, "emo_labs"), (emo_feats, "emo_feats"),
-                                              (emo_feats_delta, "emo_feats_delta"), (ref_text, "ref_text"))]
+    args = [_per_item(a, n, nm) for a, nm in ((ref_audio, "ref_audio"), (emo_labs, "emo_labs"),
+                                              (emo_feats, "emo_feats"), (emo_feats_delta, "emo_feats_delta"),
+                                              (ref_text, "ref_text"))]
     args.insert(4, _per_item(intensity, n, "intensity", numbers_are_one=False))
     cond = Conditioning.cat([self.conditioning(*a) for a in zip(*args)])
     text = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(i) for i in ids], batch_first=True)
     out = self.tts.inference_batch(text.to(self.device), torch.tensor([len(i) for i in ids], device=self.device),
                                    **cond.tts_kwargs(), **dec)
     lens, m = out["feat_lengths"].long(), self.model
+    self._check_stops(texts, out["prob"], lens, dec)
     feats = m.normalize.inverse(out["feat_gen"], lens)[0] if m.normalize is not None else out["feat_gen"]
     wavs, feats = self._vocode(feats, lens, voc), list(feats)
     if match_energy and cond.emo_feats is not None and self.normalizer is not None:
         for b in range(n): wavs[b], feats[b] = self.match_energy(wavs[b], feats[b], out["emo_feats"][b])
     r, np_ = self.tts.reduction_factor, lambda x, b: None if x is None else x[b].cpu().numpy()
     return [Synthesis(texts[b], wavs[b].cpu().numpy(), self.fs, feats[b][:int(lens[b])].cpu().numpy(),
-                      out["att_w"][b, :int(lens[b]) // r, :len(ids[b]) + 1].cpu().numpy(), out["prob"][b, :int(lens[b])].cpu().numpy(),
+                      out["att_w"][b, :int(lens[b]) // r, :len(ids[b]) + 1].cpu().numpy(),
+                      out["prob"][b, :int(lens[b])].cpu().numpy(),
                       np_(out.get("emo_labs"), b), np_(out.get("emo_feats"), b), self._named(cond, b, args[0][b]))
             for b in range(n)]
 
+# %% ../nbs/14_inference.ipynb #b1b92db9
+def _pack(text: str, max_chars: int, cuts=(r"(?<=[,:–—])\s+", r"\s+")) -> list[str]:
+    "`text` as pieces of at most `max_chars` characters, cut at the first of `cuts` that splits it, then the next."
+    if len(text) <= max_chars or not cuts: return [text]
+    pieces, cur = [], ""
+    for part in re.split(cuts[0], text):
+        if cur and len(cur) + 1 + len(part) > max_chars:
+            pieces.append(cur)
+            cur = part
+        else: cur = f"{cur} {part}" if cur else part
+    pieces.append(cur)
+    return [q for p in pieces for q in _pack(p, max_chars, cuts[1:])]
+
+def split_text(text: str, max_chars: int = 200) -> list[str]:
+    "`text` cut at sentence ends, then clause marks, then spaces, into pieces of at most `max_chars` characters."
+    if max_chars < 1: raise ValueError(f"max_chars must be positive, got {max_chars}")
+    sentences = re.split(r"(?<=[.!?;…])\s+|\n\s*\n", text.strip())
+    return [p for s in sentences if s.strip() for p in _pack(s.strip(), max_chars)]
+
+# %% ../nbs/14_inference.ipynb #89325246
+@patch
+def _join(self: Text2Speech, text: str, parts: list, pause: float = 0.3) -> Synthesis:
+    "One `Synthesis` of `text` from the syntheses of its consecutive pieces."
+    n = int(round(pause * self.fs))
+    frames = n // self.vocoder.hop_length
+    floor = min((float(p.feat_gen.min()) for p in parts if p.feat_gen.size), default=0.0)   # the quietest frame
+    between = lambda xs, gap: [x for i, a in enumerate(xs) for x in ([a] if i == 0 else [gap, a])]
+    wav = np.concatenate(between([p.wav for p in parts], np.zeros(n, np.float32)))
+    silent = np.full((frames, parts[0].feat_gen.shape[1]), floor, np.float32)
+    feat = np.concatenate(between([p.feat_gen for p in parts], silent))
+    prob = np.concatenate(between([p.prob for p in parts], np.zeros(frames, np.float32)))
+    width = max(p.att_w.shape[1] for p in parts)
+    att = np.concatenate([np.pad(p.att_w, ((0, 0), (0, width - p.att_w.shape[1]))) for p in parts])
+    first = parts[0]
+    return Synthesis(text, wav, self.fs, feat, att, prob, first.emo_labs, first.emo_feats,
+                     {**first.conditioning, "chunks": len(parts)}, parts)
+
+# %% ../nbs/14_inference.ipynb #ecc99e64
 @patch
 def __call__(self: Text2Speech, text: str, ref_audio=None, emo_labs=None, emo_feats=None, emo_feats_delta=None,
-             intensity: float = 1.0, ref_text: str | None = None, match_energy: bool = True, **options) -> Synthesis:
-    "Synthesise `text` with the requested emotion; see `conditioning` for the arguments and `synthesize_batch` for `options`."
-    if not isinstance(text, str): raise TypeError(f"text must be a str (use synthesize_batch for several), got {type(text).__name__}")
-    return self.synthesize_batch([text], ref_audio, emo_labs, emo_feats, emo_feats_delta, intensity, ref_text,
-                                 match_energy, **options)[0]
+             intensity: float = 1.0, ref_text: str | None = None, match_energy: bool = True, max_chars: int = 200,
+             batch_size: int = 8, pause: float = 0.3, **options) -> Synthesis:
+    ("Synthesise `text` with the requested emotion; see `conditioning` for the arguments and `synthesize_batch` for "
+     "`options`; a text longer than `max_chars` is synthesised in pieces (`split_text`).")
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str (use synthesize_batch for several), got {type(text).__name__}")
+    request = (ref_audio, emo_labs, emo_feats, emo_feats_delta, intensity, ref_text, match_energy)
+    pieces = split_text(text, max_chars) if len(text) > max_chars else [text]
+    if len(pieces) == 1: return self.synthesize_batch([text], *request, **options)[0]
+    parts = [o for i in range(0, len(pieces), batch_size)
+             for o in self.synthesize_batch(pieces[i:i + batch_size], *request, **options)]
+    return self._join(text, parts, pause)
 
 # %% ../nbs/14_inference.ipynb #72f391ff
 def file_sha256(path) -> str:
     "Hex SHA-256 of a file."
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
+# %% ../nbs/14_inference.ipynb #eb7d6daa
 def check_checksums(model_dir) -> list:
     "Verify every file listed in `model_dir/SHA256SUMS`; errors name the file that is missing or differs."
-    d = Path(model_dir); sums = d/"SHA256SUMS"
+    d = Path(model_dir)
+    sums = d/"SHA256SUMS"
     if not sums.exists(): raise FileNotFoundError(f"{sums}: not found")
     names = []
     for n, line in enumerate(sums.read_text().splitlines(), 1):
@@ -322,7 +418,7 @@ def check_checksums(model_dir) -> list:
         names.append(name)
     return names
 
-# %% ../nbs/14_inference.ipynb #f7576b20
+# %% ../nbs/14_inference.ipynb #c739b67e
 def export_model(run_dir, out_dir, model_file=None, readme: str = "", overwrite: bool = False) -> Path:
     "A self-contained model folder from run `run_dir`: weights, config, tokens, statistics, README, `SHA256SUMS`."
     run, out = Path(run_dir), Path(out_dir)
@@ -338,10 +434,13 @@ def export_model(run_dir, out_dir, model_file=None, readme: str = "", overwrite:
                 train_shape_file=None, valid_shape_file=None, resume=False)
     conf["normalize_conf"] = {**(conf.get("normalize_conf") or {}), "stats_file": "feats_stats.npz"}   # beside it
     tmp = out.parent/f".{out.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True); (tmp/"prosody").mkdir(parents=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp/"prosody").mkdir(parents=True)
     try:
-        shutil.copyfile(model_file, tmp/"model.pth"); shutil.copyfile(stats, tmp/"feats_stats.npz")
-        t2s.normalizer.save(tmp/"prosody/prosody_stats.npz"); save_yaml(conf, tmp/"config.yaml")
+        shutil.copyfile(model_file, tmp/"model.pth")
+        shutil.copyfile(stats, tmp/"feats_stats.npz")
+        t2s.normalizer.save(tmp/"prosody/prosody_stats.npz")
+        save_yaml(conf, tmp/"config.yaml")
         save_token_list(TTSTask.token_list(t2s.args), tmp/"tokens.txt")
         (tmp/"README.md").write_text(model_readme(run, model_file, t2s, readme))
         files = ["model.pth", "config.yaml", "tokens.txt", "feats_stats.npz", "prosody/prosody_stats.npz", "README.md"]
@@ -351,6 +450,7 @@ def export_model(run_dir, out_dir, model_file=None, readme: str = "", overwrite:
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return out
 
+# %% ../nbs/14_inference.ipynb #1c99ee90
 def model_readme(run, model_file, t2s: Text2Speech, text: str = "") -> str:
     "README of an exported model: `text`, then where it came from and its last epoch's losses."
     log = (Path(run)/"train.log").read_text().splitlines() if (Path(run)/"train.log").exists() else []
@@ -376,15 +476,18 @@ def rankdata(x) -> np.ndarray:
     "Ranks 1..n of `x`, ties sharing their average rank."
     x = np.asarray(x, np.float64).ravel()
     order = np.argsort(x, kind="mergesort")
-    r = np.empty(len(x)); r[order] = np.arange(1, len(x) + 1)
+    r = np.empty(len(x))
+    r[order] = np.arange(1, len(x) + 1)
     _, inv, cnt = np.unique(x, return_inverse=True, return_counts=True)
     return (np.bincount(inv, weights=r) / cnt)[inv]
 
+# %% ../nbs/14_inference.ipynb #f33a90e5
 def spearman(x, y) -> float:
     "Spearman rank correlation of two sequences (NaN pairs dropped; NaN when a side is constant or < 2 pairs)."
     x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
     if x.shape != y.shape: raise ValueError(f"spearman: sequences of different lengths {len(x)} and {len(y)}")
-    ok = ~(np.isnan(x) | np.isnan(y)); x, y = x[ok], y[ok]
+    ok = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[ok], y[ok]
     if len(x) < 2: return float("nan")
     rx, ry = rankdata(x), rankdata(y)
     if rx.std() == 0 or ry.std() == 0: return float("nan")
@@ -396,8 +499,10 @@ def _label_name(lab) -> str:
     if isinstance(lab, dict): return "+".join(f"{k}{v:g}" for k, v in lab.items())
     return "+".join(f"{v:.2g}" for v in np.asarray(lab).ravel())
 
+# %% ../nbs/14_inference.ipynb #27f80d61
 class ExpStyleTTS:
-    "Style experiments on a `Text2Speech`: by reference audio, by label/intensity, by prosody factor; wavs and PNGs in `out_dir`."
+    ("Style experiments on a `Text2Speech`: by reference audio, by label/intensity, by prosody factor; wavs and PNGs "
+     "in `out_dir`.")
     default_text = "The leaves turn red in autumn."
 
     def __init__(self, t2s: Text2Speech, out_dir, text: str | list | None = None, **options):
@@ -405,38 +510,54 @@ class ExpStyleTTS:
         self.texts = [text] if isinstance(text, str) else list(text or [self.default_text])
         self.options = options                                          # decode / vocoder options for every synthesis
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        if t2s.normalizer is None: raise ValueError("ExpStyleTTS measures prosody factors: the run needs prosody statistics")
+        if t2s.normalizer is None:
+            raise ValueError("ExpStyleTTS measures prosody factors: the run needs prosody statistics")
 
-    def _write(self, name: str, out: Synthesis) -> Path:
-        p = self.out_dir/f"{name}.wav"; sf.write(p, out.wav, out.fs); return p
+# %% ../nbs/14_inference.ipynb #1022dd6a
+@patch
+def _write(self: ExpStyleTTS, name: str, out: Synthesis) -> Path:
+    p = self.out_dir/f"{name}.wav"
+    sf.write(p, out.wav, out.fs)
+    return p
 
-    def _measure(self, out: Synthesis) -> np.ndarray:
-        if len(out.wav) < self.t2s.prosody.n_fft: return np.full(len(self.t2s.factor_names), np.nan, np.float32)
-        return self.t2s.measure_factors(out.wav, out.text)[0]
+@patch
+def _measure(self: ExpStyleTTS, out: Synthesis) -> np.ndarray:
+    if len(out.wav) < self.t2s.prosody.n_fft: return np.full(len(self.t2s.factor_names), np.nan, np.float32)
+    return self.t2s.measure_factors(out.wav, out.text)[0]
 
 # %% ../nbs/14_inference.ipynb #463f0894
 @patch
-def exp_prosody_control(self: ExpStyleTTS, factor: str, values=(0.1, 0.3, 0.5, 0.7, 0.9), emo_labs="neutral") -> dict:
-    "Sweep prosody factor `factor` over `values`; write wavs + `psd_<factor>.png`; return requested vs measured and their correlation."
+def exp_prosody_control(self: ExpStyleTTS, factor: str, values=(0.1, 0.3, 0.5, 0.7, 0.9),
+                        emo_labs="neutral") -> dict:
+    ("Sweep prosody factor `factor` over `values`; write wavs + `psd_<factor>.png`; return requested vs measured and "
+     "their correlation.")
     t2s = self.t2s
-    if factor not in t2s.factor_names: raise ValueError(f"unknown prosody factor {factor!r}; the factors are {t2s.factor_names}")
+    if factor not in t2s.factor_names:
+        raise ValueError(f"unknown prosody factor {factor!r}; the factors are {t2s.factor_names}")
     values = [float(v) for v in values]
     if len(values) < 2: raise ValueError("exp_prosody_control needs at least two values to correlate")
     j, M, wavs = t2s.factor_names.index(factor), np.full((len(self.texts), len(values)), np.nan), []
     for i, text in enumerate(self.texts):
-        outs = t2s.synthesize_batch([text] * len(values), emo_labs=emo_labs, emo_feats=[{factor: v} for v in values], **self.options)
+        outs = t2s.synthesize_batch([text] * len(values), emo_labs=emo_labs, emo_feats=[{factor: v} for v in values],
+                                    **self.options)
         for k, o in enumerate(outs):
-            wavs.append(self._write(f"psd_{factor}_{k}_{values[k]:.2f}_t{i}", o)); M[i, k] = self._measure(o)[j]
+            wavs.append(self._write(f"psd_{factor}_{k}_{values[k]:.2f}_t{i}", o))
+            M[i, k] = self._measure(o)[j]
     mean = np.nanmean(M, 0) if np.isfinite(M).any() else np.full(len(values), np.nan)
-    res = dict(factor=factor, values=values, measured=M.tolist(), measured_mean=mean.tolist(), spearman=spearman(values, mean),
-               spearman_per_text=[spearman(values, m) for m in M], pearson=float(np.corrcoef(values, mean)[0, 1])
+    res = dict(factor=factor, values=values, measured=M.tolist(), measured_mean=mean.tolist(),
+               spearman=spearman(values, mean), spearman_per_text=[spearman(values, m) for m in M],
+               pearson=float(np.corrcoef(values, mean)[0, 1])
                if np.isfinite(mean).all() and mean.std() > 0 else float("nan"), wavs=[str(w) for w in wavs])
-    fig = Figure(figsize=(4.2, 4)); ax = fig.subplots()
+    fig = Figure(figsize=(4.2, 4))
+    ax = fig.subplots()
     for m in M: ax.plot(values, m, "o", color="0.6", ms=4)
     ax.plot(values, mean, "o-", color="C0", label="measured (mean over texts)")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="requested")
-    ax.set(xlabel=f"requested {factor}", ylabel=f"measured {factor}", title=f"{factor}: Spearman {res['spearman']:.2f}")
-    ax.legend(fontsize=8); fig.tight_layout(); fig.savefig(self.out_dir/f"psd_{factor}.png", dpi=100)
+    ax.set(xlabel=f"requested {factor}", ylabel=f"measured {factor}",
+           title=f"{factor}: Spearman {res['spearman']:.2f}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(self.out_dir/f"psd_{factor}.png", dpi=100)
     res["png"] = str(self.out_dir/f"psd_{factor}.png")
     return res
 
@@ -445,7 +566,8 @@ ExpStyleTTS.exp_psd_contrl = ExpStyleTTS.exp_prosody_control     # the seed desi
 # %% ../nbs/14_inference.ipynb #42bba510
 @patch
 def exp_emo_labs(self: ExpStyleTTS, labels=("neutral", "happy", "sad", "angry"), intensities=(1.0,)) -> dict:
-    "Synthesise each label/mixture at each intensity; write wavs + `emo_labs.png` (measured factors); return the records."
+    ("Synthesise each label/mixture at each intensity; write wavs + `emo_labs.png` (measured factors); return the "
+     "records.")
     t2s, recs = self.t2s, []
     for lab in labels:
         t2s.emotion_vector(lab)                                       # fail early, before any synthesis
@@ -458,17 +580,22 @@ def exp_emo_labs(self: ExpStyleTTS, labels=("neutral", "happy", "sad", "angry"),
                                  wav=str(self._write(f"emo_{_label_name(lab)}_{a:.2f}_t{i}", o))))
     rows = sorted({(r["label"], r["intensity"]) for r in recs}, key=lambda x: [r["label"] for r in recs].index(x[0]))
     X = np.array([np.nanmean([r["measured"] for r in recs if (r["label"], r["intensity"]) == k], 0) for k in rows])
-    fig = Figure(figsize=(7, 0.4 * len(rows) + 1.5)); ax = fig.subplots()
+    fig = Figure(figsize=(7, 0.4 * len(rows) + 1.5))
+    ax = fig.subplots()
     im = ax.imshow(X, aspect="auto", cmap="viridis", vmin=0, vmax=1)
     ax.set_xticks(range(len(t2s.factor_names)), t2s.factor_names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), [f"{l} @ {a:g}" for l, a in rows], fontsize=8)
-    ax.set_title("measured prosody factors of the output"); fig.colorbar(im, ax=ax); fig.tight_layout()
+    ax.set_title("measured prosody factors of the output")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
     fig.savefig(self.out_dir/"emo_labs.png", dpi=100)
     return dict(records=recs, png=str(self.out_dir/"emo_labs.png"))
 
+# %% ../nbs/14_inference.ipynb #d9164966
 @patch
 def exp_ref_audio(self: ExpStyleTTS, ref_audios, ref_texts=None) -> dict:
-    "Synthesise with each reference (paths, arrays, `(array, sr)`; a dict names them); write wavs + `ref_audio.png`; return the records."
+    ("Synthesise with each reference (paths, arrays, `(array, sr)`; a dict names them); write wavs + "
+     "`ref_audio.png`; return the records.")
     t2s = self.t2s
     items = list(ref_audios.items()) if isinstance(ref_audios, dict) else \
         [(Path(r).stem if isinstance(r, (str, Path)) else f"ref{i}", r) for i, r in enumerate(ref_audios)]
@@ -482,13 +609,17 @@ def exp_ref_audio(self: ExpStyleTTS, ref_audios, ref_texts=None) -> dict:
                              emo_feats=None if o.emo_feats is None else o.emo_feats.tolist(),
                              ref_measured=ref_m.tolist(), measured=self._measure(o).tolist(),
                              wav=str(self._write(f"ref_{name}_t{i}", o))))
-    fig = Figure(figsize=(3.2 * len(items), 3.2)); axes = fig.subplots(1, len(items), squeeze=False, sharey=True)
+    fig = Figure(figsize=(3.2 * len(items), 3.2))
+    axes = fig.subplots(1, len(items), squeeze=False, sharey=True)
     x = np.arange(len(t2s.factor_names))
     for ax, (name, _) in zip(axes[0], items):
         rs = [r for r in recs if r["ref"] == name]
         ax.bar(x - 0.2, rs[0]["ref_measured"], 0.4, label="reference")
         ax.bar(x + 0.2, np.nanmean([r["measured"] for r in rs], 0), 0.4, label="output")
-        ax.set_xticks(x, t2s.factor_names, rotation=90, fontsize=7); ax.set_title(str(name), fontsize=9)
-    axes[0][0].legend(fontsize=7); axes[0][0].set_ylabel("factor (0..1 = training range)"); fig.tight_layout()
+        ax.set_xticks(x, t2s.factor_names, rotation=90, fontsize=7)
+        ax.set_title(str(name), fontsize=9)
+    axes[0][0].legend(fontsize=7)
+    axes[0][0].set_ylabel("factor (0..1 = training range)")
+    fig.tight_layout()
     fig.savefig(self.out_dir/"ref_audio.png", dpi=100)
     return dict(records=recs, png=str(self.out_dir/"ref_audio.png"))

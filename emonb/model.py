@@ -20,7 +20,8 @@ __all__ = ['IGNORED_BATCH_KEYS', 'ProsodyExtract', 'EmoTTSModel', 'Conditioning'
 
 # %% ../nbs/10_model.ipynb #73ff609e
 class ProsodyExtract(nn.Module):
-    "Speech + token ids -> prosody factors normalised to [0, 1] (`ProsodyFactors`, then the training `ProsodyNormalizer`)."
+    ("Speech + token ids -> prosody factors normalised to [0, 1] (`ProsodyFactors`, then the training "
+     "`ProsodyNormalizer`).")
     def __init__(self, stats_file=None, token_list=None, **factors_conf):
         super().__init__()
         self.stats_file = str(stats_file)
@@ -35,27 +36,32 @@ class ProsodyExtract(nn.Module):
             counted = torch.tensor([t.isalnum() for t in toks], dtype=torch.bool)
         self.register_buffer("counted", counted, persistent=False)
 
-    def output_size(self) -> int: return len(FACTOR_NAMES)
-    def extra_repr(self): return f"stats_file={self.stats_file!r}, count_alnum_tokens={self.counted is not None}"
-
-    def n_tokens(self, text, text_lengths) -> torch.Tensor:
-        "Tokens that take time to say in each text: alphanumeric ones when the token list is known, else all."
-        if self.counted is None: return text_lengths
-        real = torch.arange(text.size(1), device=text.device)[None] < text_lengths[:, None]
-        ids = text.clamp(0, len(self.counted) - 1)
-        return (self.counted.to(text.device)[ids] & real).sum(1)
-
     def forward(self, speech, speech_lengths, text, text_lengths) -> torch.Tensor:
         "`(B, 9)` factors in [0, 1] (values beyond the training range clipped); no gradient."
         raw = self.factors(speech, speech_lengths, self.n_tokens(text, text_lengths))
         span = torch.where(self.hi > self.lo, self.hi - self.lo, torch.ones_like(self.hi))
         return ((raw - self.lo) / span).clamp(0, 1)
 
-# %% ../nbs/10_model.ipynb #6cb33caa
-IGNORED_BATCH_KEYS = ("sids", "spembs", "lids", "utt_id")
+# %% ../nbs/10_model.ipynb #43d1586f
+@patch
+def output_size(self: ProsodyExtract) -> int: return len(FACTOR_NAMES)
+@patch
+def extra_repr(self: ProsodyExtract):
+    return f"stats_file={self.stats_file!r}, count_alnum_tokens={self.counted is not None}"
 
+# %% ../nbs/10_model.ipynb #684f7475
+@patch
+def n_tokens(self: ProsodyExtract, text, text_lengths) -> torch.Tensor:
+    "Tokens that take time to say in each text: alphanumeric ones when the token list is known, else all."
+    if self.counted is None: return text_lengths
+    real = torch.arange(text.size(1), device=text.device)[None] < text_lengths[:, None]
+    ids = text.clamp(0, len(self.counted) - 1)
+    return (self.counted.to(text.device)[ids] & real).sum(1)
+
+# %% ../nbs/10_model.ipynb #6cb33caa
 class EmoTTSModel(nn.Module):
-    "speech -> log-mel -> normalised; prosody factors / soft labels when missing; controllable Tacotron2. `model(**batch) -> (loss, stats, weight)`."
+    ("speech -> log-mel -> normalised; prosody factors / soft labels when missing; controllable Tacotron2. "
+     "`model(**batch) -> (loss, stats, weight)`.")
     def __init__(self, feats_extract: nn.Module | None, normalize: nn.Module | None, emo_extract: nn.Module | None,
                  emo_classifier: nn.Module | None, tts: nn.Module, emotions=None):
         super().__init__()
@@ -65,25 +71,30 @@ class EmoTTSModel(nn.Module):
         self.emotions = list(emotions) if emotions is not None else \
             list(EMOTIONS) if n == len(EMOTIONS) else [f"emotion{i}" for i in range(n)]
         if n and len(self.emotions) != n:
-            raise ValueError(f"tts is conditioned on {n} emotions (n_emotions) but {len(self.emotions)} are named: {self.emotions}")
+            raise ValueError(f"tts is conditioned on {n} emotions (n_emotions) but {len(self.emotions)} are named: "
+                             f"{self.emotions}")
         if emo_classifier is not None:
             emo_classifier.requires_grad_(False).eval()
             n = getattr(emo_classifier, "n_emotions", None)
             if isinstance(n, int) and n != self.n_emotions:
-                raise ValueError(f"emo_classifier predicts {n} emotions but the tts is conditioned on {self.n_emotions} (n_emotions)")
-        if feats_extract is not None and hasattr(feats_extract, "output_size") and feats_extract.output_size() != tts.odim:
-            raise ValueError(f"feats_extract gives {feats_extract.output_size()} channels but the tts predicts odim={tts.odim}")
-
-    @property
-    def n_emotions(self) -> int: return getattr(self.tts, "n_emotions", 0)
-    @property
-    def prosody_dim(self) -> int: return getattr(self.tts, "prosody_dim", 0)
+                raise ValueError(f"emo_classifier predicts {n} emotions but the tts is conditioned on "
+                                 f"{self.n_emotions} (n_emotions)")
+        if (feats_extract is not None and hasattr(feats_extract, "output_size")
+                and feats_extract.output_size() != tts.odim):
+            raise ValueError(f"feats_extract gives {feats_extract.output_size()} channels but the tts predicts "
+                             f"odim={tts.odim}")
 
     def train(self, mode: bool = True):
         "As `nn.Module.train`, but the emotion classifier stays in eval mode (it is a fixed teacher)."
         super().train(mode)
         if self.emo_classifier is not None: self.emo_classifier.eval()
         return self
+
+# %% ../nbs/10_model.ipynb #5442b376
+@patch(as_prop=True)
+def n_emotions(self: EmoTTSModel) -> int: return getattr(self.tts, "n_emotions", 0)
+@patch(as_prop=True)
+def prosody_dim(self: EmoTTSModel) -> int: return getattr(self.tts, "prosody_dim", 0)
 
 # %% ../nbs/10_model.ipynb #cca34161
 @patch
@@ -95,21 +106,28 @@ def _strip_eos(self: EmoTTSModel, text, text_lengths):
     last = (text_lengths - 1).clamp(min=0, max=text.size(1) - 1)
     ends = (text.gather(1, last[:, None])[:, 0] == eos) & (text_lengths > 0)
     if not ends.any(): return text, text_lengths
-    text = text.clone(); text[ends, last[ends]] = 0
+    text = text.clone()
+    text[ends, last[ends]] = 0
     return text, text_lengths - ends.long()
 
+# %% ../nbs/10_model.ipynb #f46cd13e
 @patch
 def _extract_feats(self: EmoTTSModel, speech, speech_lengths, feats=None, feats_lengths=None):
     "Log-mel `(B, L, D)` and lengths: the precomputed `feats` if given, else `feats_extract(speech)`."
     if feats is not None:
-        if feats_lengths is None: feats_lengths = torch.full((feats.size(0),), feats.size(1), dtype=torch.long, device=feats.device)
+        if feats_lengths is None:
+            feats_lengths = torch.full((feats.size(0),), feats.size(1), dtype=torch.long, device=feats.device)
         return feats, feats_lengths
     if speech is None: raise ValueError("the batch has neither speech nor precomputed feats")
-    if self.feats_extract is None: raise ValueError("the batch has no precomputed feats and the model has no feats_extract")
-    if speech.dim() != 2: raise ValueError(f"speech must be a padded batch of waveforms (B, T), got shape {tuple(speech.shape)}")
-    if speech_lengths is None: speech_lengths = torch.full((speech.size(0),), speech.size(1), dtype=torch.long, device=speech.device)
+    if self.feats_extract is None:
+        raise ValueError("the batch has no precomputed feats and the model has no feats_extract")
+    if speech.dim() != 2:
+        raise ValueError(f"speech must be a padded batch of waveforms (B, T), got shape {tuple(speech.shape)}")
+    if speech_lengths is None:
+        speech_lengths = torch.full((speech.size(0),), speech.size(1), dtype=torch.long, device=speech.device)
     return self.feats_extract(speech, speech_lengths)
 
+# %% ../nbs/10_model.ipynb #92c83d1a
 @patch
 def _soft_labels(self: EmoTTSModel, feats, feats_n, feats_lengths, emo_feats):
     "Soft labels `(B, n_emotions)` from the classifier (on prosody factors or on log-mel), without gradient."
@@ -117,14 +135,19 @@ def _soft_labels(self: EmoTTSModel, feats, feats_n, feats_lengths, emo_feats):
     kind = getattr(clf, "input_type", None) or ("prosody" if hasattr(clf, "prosody_dim") else "mel")
     with torch.no_grad():
         if kind == "prosody":
-            if emo_feats is None: raise ValueError("the emotion classifier needs prosody factors: give emo_feats or an emo_extract")
+            if emo_feats is None:
+                raise ValueError("the emotion classifier needs prosody factors: give emo_feats or an emo_extract")
             return clf(torch.as_tensor(emo_feats).float())
         if kind == "mel":
-            own = getattr(clf, "normalize", None)          # a classifier with its own statistics gets raw log-mel through them
+            # a classifier with its own statistics gets raw log-mel through them
+            own = getattr(clf, "normalize", None)
             return clf(own(feats, feats_lengths)[0] if own is not None else feats_n, feats_lengths)
     raise ValueError(f"emo_classifier.input_type must be 'prosody' or 'mel', got {kind!r}")
 
-# %% ../nbs/10_model.ipynb #1fd91af1
+# %% ../nbs/10_model.ipynb #cc4c6000
+IGNORED_BATCH_KEYS = ("sids", "spembs", "lids", "utt_id")
+
+# %% ../nbs/10_model.ipynb #601d1c14
 @patch
 def forward(self: EmoTTSModel, text, text_lengths, speech=None, speech_lengths=None, emo_labs=None, emo_feats=None,
             feats=None, feats_lengths=None, ref_speech=None, ref_speech_lengths=None, **kw):
@@ -140,6 +163,7 @@ def forward(self: EmoTTSModel, text, text_lengths, speech=None, speech_lengths=N
     c = self.condition(text.size(0), emo_labs, emo_feats, ref_speech, ref_speech_lengths, own=own)
     return self.tts(text, text_lengths, feats, feats_lengths, **c.tts_kwargs())
 
+# %% ../nbs/10_model.ipynb #05be85ae
 @patch
 def collect_feats(self: EmoTTSModel, text=None, text_lengths=None, speech=None, speech_lengths=None, feats=None,
                   feats_lengths=None, **kw) -> dict:
@@ -151,9 +175,11 @@ def collect_feats(self: EmoTTSModel, text=None, text_lengths=None, speech=None, 
 @patch
 def extract_ref(self: EmoTTSModel, ref_speech, ref_speech_lengths=None, normalize: bool = True):
     "Raw reference waveform(s) `(T,)` or `(B, T)` -> log-mel `(B, L, D)` (normalised, or also raw) and lengths."
-    x = torch.as_tensor(np.asarray(ref_speech, dtype=np.float32)) if not torch.is_tensor(ref_speech) else ref_speech.float()
+    x = (torch.as_tensor(np.asarray(ref_speech, dtype=np.float32)) if not torch.is_tensor(ref_speech)
+         else ref_speech.float())
     if x.dim() == 1: x = x[None]
-    if x.dim() != 2: raise ValueError(f"ref_speech must be a waveform (T,) or a batch (B, T), got shape {tuple(x.shape)}")
+    if x.dim() != 2:
+        raise ValueError(f"ref_speech must be a waveform (T,) or a batch (B, T), got shape {tuple(x.shape)}")
     if self.feats_extract is None: raise ValueError("reference audio needs a feats_extract; this model has none")
     x = x.to(next(self.tts.parameters()).device)
     lens = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device) if ref_speech_lengths is None \
@@ -166,6 +192,8 @@ def extract_ref(self: EmoTTSModel, ref_speech, ref_speech_lengths=None, normaliz
     fn = self.normalize(f, fl)[0] if self.normalize is not None else f
     return (fn, fl) if normalize else (f, fn, fl)
 
+
+
 # %% ../nbs/10_model.ipynb #be458c37
 @dataclass
 class Conditioning:
@@ -174,7 +202,8 @@ class Conditioning:
     emo_feats: torch.Tensor | None = None           # (B, prosody_dim) prosody factors in [0, 1]
     ref_feats: torch.Tensor | None = None           # (B, L, odim) normalised log-mel of the reference audio
     ref_feats_lengths: torch.Tensor | None = None   # (B,)
-    sources: list = field(default_factory=list)     # per utterance {"emo_labs": "request", "pitch_mean": "reference", ...}
+    # per utterance {"emo_labs": "request", "pitch_mean": "reference", ...}
+    sources: list = field(default_factory=list)
 
     def tts_kwargs(self) -> dict:
         "The keyword arguments of the tts's `forward` / `inference_batch`."
@@ -192,10 +221,11 @@ class Conditioning:
             out.ref_feats = torch.cat([F.pad(c.ref_feats, (0, 0, 0, L - c.ref_feats.size(1))) for c in items])
         return out
 
-# %% ../nbs/10_model.ipynb #72b4c2d8
+# %% ../nbs/10_model.ipynb #309f511b
 @patch
 def soft_label(self: EmoTTSModel, emo_labs="neutral", intensity: float = 1.0) -> np.ndarray:
-    "A soft label (float32, `self.emotions` order, sums to 1) from any request form, blended towards neutral by `intensity`."
+    ("A soft label (float32, `self.emotions` order, sums to 1) from any request form, blended towards neutral by "
+     "`intensity`.")
     known = self.emotions
     v = emotion_weights(emo_labs, known)
     if abs(v.sum() - 1) > 1e-3:
@@ -203,13 +233,15 @@ def soft_label(self: EmoTTSModel, emo_labs="neutral", intensity: float = 1.0) ->
                       f"{dict(zip(known, (v / v.sum()).round(3).tolist()))}")
     v = v / v.sum()
     if not (isinstance(intensity, (int, float, np.floating)) and 0 <= intensity <= 1):
-        raise ValueError(f"intensity must be a number in [0, 1] (1: the emotion as asked, 0: neutral), got {intensity!r}")
+        raise ValueError(f"intensity must be a number in [0, 1] (1: the emotion as asked, 0: neutral), "
+                         f"got {intensity!r}")
     if intensity != 1:
-        if "neutral" not in known: raise ValueError(f"intensity blends towards 'neutral', which is not among the emotions {known}")
+        if "neutral" not in known:
+            raise ValueError(f"intensity blends towards 'neutral', which is not among the emotions {known}")
         v = intensity * v + (1 - intensity) * np.eye(len(known))[known.index("neutral")]
     return v.astype(np.float32)
 
-# %% ../nbs/10_model.ipynb #309f511b
+# %% ../nbs/10_model.ipynb #eef940a5
 def _factor_dict(d: dict, what: str) -> dict:
     "`{factor: float}` of a user's dict; errors name the unknown factor or the bad value."
     bad = [k for k in d if k not in FACTOR_NAMES]
@@ -221,6 +253,7 @@ def _factor_dict(d: dict, what: str) -> dict:
         if not math.isfinite(out[k]): raise ValueError(f"{what}[{k!r}] must be finite, got {v!r}")
     return out
 
+# %% ../nbs/10_model.ipynb #52676b48
 def _factor_array(emo_feats) -> np.ndarray:
     "A full factor vector from a list, array or tensor; values must lie in [0, 1]."
     v = np.asarray(emo_feats.detach().cpu() if torch.is_tensor(emo_feats) else emo_feats, np.float64).reshape(-1)
@@ -231,27 +264,35 @@ def _factor_array(emo_feats) -> np.ndarray:
         raise ValueError(f"emo_feats values must lie in [0, 1], got {np.round(v, 3).tolist()}")
     return v
 
-# %% ../nbs/10_model.ipynb #d045af29
+# %% ../nbs/10_model.ipynb #fb1e3e9d
 @patch
-def factor_vector(self: EmoTTSModel, base=None, emo_feats=None, emo_feats_delta=None, sources: dict | None = None) -> np.ndarray:
-    "Factors in [0, 1]: `base`, overridden by absolute `emo_feats` (dict or full vector), shifted by `emo_feats_delta` (dict)."
+def factor_vector(self: EmoTTSModel, base=None, emo_feats=None, emo_feats_delta=None,
+                  sources: dict | None = None) -> np.ndarray:
+    ("Factors in [0, 1]: `base`, overridden by absolute `emo_feats` (dict or full vector), shifted by "
+     "`emo_feats_delta` (dict).")
     names, src = list(FACTOR_NAMES), sources if sources is not None else {}
-    if emo_feats is not None and not isinstance(emo_feats, dict): v, over = _factor_array(emo_feats), dict.fromkeys(names)
+    if emo_feats is not None and not isinstance(emo_feats, dict):
+        v, over = _factor_array(emo_feats), dict.fromkeys(names)
     else:
         over = _factor_dict(emo_feats or {}, "emo_feats")
         out = [k for k, x in over.items() if not 0 <= x <= 1]
-        if out: raise ValueError(f"emo_feats are absolute values in [0, 1]; {out} are outside (use emo_feats_delta for shifts)")
+        if out:
+            raise ValueError(f"emo_feats are absolute values in [0, 1]; {out} are outside "
+                             "(use emo_feats_delta for shifts)")
         missing = [k for k in names if k not in over]
-        if base is None and missing: raise ValueError(f"no prediction to start from: give emo_feats for all factors (missing {missing})")
+        if base is None and missing:
+            raise ValueError(f"no prediction to start from: give emo_feats for all factors (missing {missing})")
         v = np.asarray(base if base is not None else [over[k] for k in names], np.float64).reshape(-1).copy()
         if v.shape != (len(names),): raise ValueError(f"base factors have {v.size} values; expected {len(names)}")
         for k, x in over.items(): v[names.index(k)] = x
     src.update(dict.fromkeys(over, "request"))
     for k, dx in _factor_dict(emo_feats_delta or {}, "emo_feats_delta").items():
-        v[names.index(k)] += dx; src[k] = src.get(k, "base") + " + delta"
+        v[names.index(k)] += dx
+        src[k] = src.get(k, "base") + " + delta"
     out = (v < 0) | (v > 1)
     if out.any():
-        warnings.warn("emo_feats_delta moved " + ", ".join(f"{n} to {x:.3g}" for n, x in zip(names, v) if not 0 <= x <= 1)
+        warnings.warn("emo_feats_delta moved "
+                      + ", ".join(f"{n} to {x:.3g}" for n, x in zip(names, v) if not 0 <= x <= 1)
                       + "; clipped to [0, 1]")
     return np.clip(v, 0, 1).astype(np.float32)
 
@@ -263,17 +304,20 @@ def _classifier_input(self: EmoTTSModel) -> str | None:
     if clf is None: return None
     return getattr(clf, "input_type", None) or ("prosody" if hasattr(clf, "prosody_dim") else "mel")
 
+# %% ../nbs/10_model.ipynb #ac8b5d8a
 @patch
 def uses_reference(self: EmoTTSModel) -> bool:
     "Whether reference audio can steer this model (reference encoder, mel classifier or prosody factors)."
     return bool(self.tts.use_ref_encoder or self._classifier_input() == "mel" or self.prosody_dim)
 
+# %% ../nbs/10_model.ipynb #4bd06c51
 @patch
 def _condition_reference(self: EmoTTSModel, c: Conditioning, ref_speech, ref_speech_lengths):
     "`(raw log-mel, normalised, lengths)` of the reference (None without one); the tts's reference input set in `c`."
     if ref_speech is None: return None
     if not self.uses_reference():
-        raise ValueError("this model takes no reference audio (no reference encoder, no emotion classifier, no prosody factors)")
+        raise ValueError("this model takes no reference audio "
+                         "(no reference encoder, no emotion classifier, no prosody factors)")
     ref = self.extract_ref(ref_speech, ref_speech_lengths, normalize=False)
     if self.tts.use_ref_encoder: c.ref_feats, c.ref_feats_lengths = ref[1], ref[2]
     return ref
@@ -283,19 +327,21 @@ def _condition_reference(self: EmoTTSModel, c: Conditioning, ref_speech, ref_spe
 def _condition_batch(self: EmoTTSModel, c: Conditioning, emo_labs, emo_feats, own: dict) -> Conditioning:
     "A training batch: its labels and factors, else the teacher's labels and `emo_extract`'s factors."
     if emo_feats is None and self.prosody_dim and self.emo_extract is not None:
-        if own["speech"] is None: raise ValueError("emo_extract needs speech to measure prosody factors; the batch has only feats")
+        if own["speech"] is None:
+            raise ValueError("emo_extract needs speech to measure prosody factors; the batch has only feats")
         emo_feats = self.emo_extract(own["speech"], own["speech_lengths"], own["text"], own["text_lengths"])
     if emo_labs is None and self.n_emotions and self.emo_classifier is not None:
         emo_labs = self._soft_labels(own["feats"], own["feats_n"], own["feats_lengths"], emo_feats)
     c.emo_labs, c.emo_feats = emo_labs, emo_feats
     return c
 
-# %% ../nbs/10_model.ipynb #622b696e
+# %% ../nbs/10_model.ipynb #fcc44f08
 @patch
 def _condition_label(self: EmoTTSModel, src: dict, emo_labs, intensity, ref) -> torch.Tensor | None:
     "The soft label `(1, E)` of a request: as asked, else read from the reference, else neutral."
     if not self.n_emotions:
-        if emo_labs is not None: raise ValueError("this model is not conditioned on emotion labels (n_emotions: 0); emo_labs cannot be used")
+        if emo_labs is not None:
+            raise ValueError("this model is not conditioned on emotion labels (n_emotions: 0); emo_labs cannot be used")
         return None
     src["emo_labs"] = "request"
     if emo_labs is None and ref is not None and self._classifier_input() == "mel":
@@ -305,12 +351,15 @@ def _condition_label(self: EmoTTSModel, src: dict, emo_labs, intensity, ref) -> 
     elif emo_labs is None: emo_labs, src["emo_labs"] = "neutral", "default"
     return torch.from_numpy(self.soft_label(emo_labs, intensity))[None].to(self.tts.emo_proj.weight.device)
 
+# %% ../nbs/10_model.ipynb #f526abe7
 @patch
-def _condition_factors(self: EmoTTSModel, src: dict, labs, emo_feats, emo_feats_delta, ref_factors) -> torch.Tensor | None:
+def _condition_factors(self: EmoTTSModel, src: dict, labs, emo_feats, emo_feats_delta,
+                       ref_factors) -> torch.Tensor | None:
     "The factors `(1, P)` of a request: measured on the reference, else predicted from the label; then as asked."
     if not self.prosody_dim:
         if emo_feats is not None or emo_feats_delta:
-            raise ValueError("this model is not conditioned on prosody factors (prosody_dim: 0); emo_feats cannot be used")
+            raise ValueError("this model is not conditioned on prosody factors (prosody_dim: 0); "
+                             "emo_feats cannot be used")
         return None
     base = None if ref_factors is None else np.clip(np.asarray(ref_factors, np.float64).reshape(-1), 0, 1)
     if base is not None: src.update((k, "reference") for k, x in zip(FACTOR_NAMES, base) if np.isfinite(x))
@@ -319,7 +368,8 @@ def _condition_factors(self: EmoTTSModel, src: dict, labs, emo_feats, emo_feats_
         src.update((k, "predicted") for k in FACTOR_NAMES if k not in src)
         base = pred if base is None else np.where(np.isnan(base), pred, base)
     elif base is not None and np.isnan(base).any():
-        src.update((k, "default") for k in FACTOR_NAMES if k not in src); base = np.where(np.isnan(base), 0.5, base)
+        src.update((k, "default") for k in FACTOR_NAMES if k not in src)
+        base = np.where(np.isnan(base), 0.5, base)
     if base is None and emo_feats is None and not emo_feats_delta: return None      # the tts says what it needs
     v = self.factor_vector(base, emo_feats, emo_feats_delta, src)
     return torch.from_numpy(v)[None].to(self.tts.prosody_proj.weight.device)
@@ -327,13 +377,16 @@ def _condition_factors(self: EmoTTSModel, src: dict, labs, emo_feats, emo_feats_
 # %% ../nbs/10_model.ipynb #72345137
 @patch
 @torch.no_grad()
-def condition(self: EmoTTSModel, batch_size: int = 1, emo_labs=None, emo_feats=None, ref_speech=None, ref_speech_lengths=None,
-              intensity: float = 1.0, emo_feats_delta=None, ref_factors=None, own: dict | None = None) -> Conditioning:
-    "Every request form -> the tensors the tts takes (see the table above); `own` holds a training batch's speech and mel."
+def condition(self: EmoTTSModel, batch_size: int = 1, emo_labs=None, emo_feats=None, ref_speech=None,
+              ref_speech_lengths=None, intensity: float = 1.0, emo_feats_delta=None, ref_factors=None,
+              own: dict | None = None) -> Conditioning:
+    ("Every request form -> the tensors the tts takes (see the table above); `own` holds a training batch's speech "
+     "and mel.")
     c = Conditioning(sources=[{} for _ in range(batch_size)])
     ref = self._condition_reference(c, ref_speech, ref_speech_lengths)
     if own is not None: return self._condition_batch(c, emo_labs, emo_feats, own)
-    if batch_size != 1: raise ValueError("a request is resolved one utterance at a time; join them with Conditioning.cat")
+    if batch_size != 1:
+        raise ValueError("a request is resolved one utterance at a time; join them with Conditioning.cat")
     if ref is None and self.tts.use_ref_encoder:
         raise ValueError("this model has a reference encoder: give reference audio (a recording whose style to copy)")
     if ref is not None and ref_factors is None and not (self.tts.use_ref_encoder or self._classifier_input() == "mel"):
@@ -354,6 +407,7 @@ def _teacher_feats(self: EmoTTSModel, speech, feats):
     feats = feats.to(self.tts.enc.embed.weight.device)
     return self.normalize(feats[None])[0][0] if self.normalize is not None else feats
 
+# %% ../nbs/10_model.ipynb #760195d9
 @patch
 @torch.no_grad()
 def inference(self: EmoTTSModel, text, emo_labs=None, emo_feats=None, ref_speech=None, cond: Conditioning | None = None,

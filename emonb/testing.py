@@ -5,11 +5,11 @@
 # %% ../nbs/19_testing.ipynb #33a105e7
 from __future__ import annotations
 from pathlib import Path
-from .core import data_samples_dir, save_yaml, set_seed
+from .core import data_samples_dir, save_yaml
 from .data.dataset import EmoDataset, read_2column_text
 from .feats.prosody import FACTOR_NAMES
 from .task import TTSTask
-from .train import Trainer, TrainerOptions
+from .train import train_main
 
 # %% auto #0
 __all__ = ['TINY_TTS_CONF', 'subset_dir', 'tiny_experiment']
@@ -24,7 +24,8 @@ def subset_dir(src: Path, out: Path, n_per_emotion: int) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     ds, emo = EmoDataset.from_dir(src, feats=False), read_2column_text(src/"utt2emo")
     n = lambda u: ds.loaders["speech"].shape(u)[0]
-    keep = sorted(u for e in dict.fromkeys(emo.values()) for u in sorted((u for u in ds.keys() if emo[u] == e), key=n)[:n_per_emotion])
+    keep = sorted(u for e in dict.fromkeys(emo.values())
+                  for u in sorted((u for u in ds.keys() if emo[u] == e), key=n)[:n_per_emotion])
     for f in ("wav.scp", "text", "utt2emo", "utt2spk"):
         rows = read_2column_text(src/f)
         if f == "wav.scp": rows = {u: str(ds.loaders["speech"].audio_path(u).resolve()) for u in rows}
@@ -37,18 +38,13 @@ def tiny_experiment(out_dir, n_per_emotion: int = 2, max_epoch: int = 3, iters_p
     "Train a tiny model on a few corpus utterances into `out_dir/exp` (config.yaml + weights); returns that run folder."
     out = Path(out_dir)
     train = subset_dir(data_samples_dir()/"train", out/"data/train", n_per_emotion)
-    valid = subset_dir(data_samples_dir()/"train", out/"data/valid", 1)       # same sentences: the token list covers them
+    valid = subset_dir(data_samples_dir()/"train", out/"data/valid", 1)  # same sentences: the token list covers them
     conf = dict(output_dir=str(out/"exp"), train_data_dir=str(train), valid_data_dir=str(valid), seed=seed,
-                tts_conf={**TINY_TTS_CONF, **(tts_conf or {})}, emo_extract="prosody", optim="adam", optim_conf=dict(lr=3e-3),
-                batch_type="numel", batch_bins=2000000, max_epoch=max_epoch, num_iters_per_epoch=iters_per_epoch,
-                keep_nbest_models=2, best_model_criterion=[["valid", "loss", "min"]], use_tensorboard=False, num_att_plot=0, **options)
+                tts_conf={**TINY_TTS_CONF, **(tts_conf or {})}, emo_extract="prosody", optim="adam",
+                optim_conf=dict(lr=3e-3), batch_type="numel", batch_bins=2000000, max_epoch=max_epoch,
+                num_iters_per_epoch=iters_per_epoch, keep_nbest_models=2,
+                best_model_criterion=[["valid", "loss", "min"]], use_tensorboard=False, num_att_plot=0, **options)
     save_yaml(conf, out/"tiny.yaml")
     args = TTSTask.parse_args(["--config", str(out/"tiny.yaml")])
-    TTSTask.prepare_features(args)
-    set_seed(seed)
-    model = TTSTask.build_model(args)
-    TTSTask.save_config(args)
-    topts = TrainerOptions.from_config({**vars(args), "device": "cpu", "progress_bar": False, "keep_nbest_models": 2})
-    Trainer(model, TTSTask.build_optimizer(args, model), [], TTSTask.build_iter_factory(args, "train"),
-            TTSTask.build_iter_factory(args, "valid"), args.output_dir, topts, config=vars(args)).run()
+    train_main(args, progress_bar=False)                 # the path `emonb train` takes: the run resumes like any other
     return Path(args.output_dir)

@@ -23,16 +23,19 @@ __all__ = ['PLOT_PX', 'PLOT_DPI', 'CONDITIONING_KEYS', 'format_mixture', 'corpus
 def format_mixture(emo_labs, emotions, digits: int = 2) -> str:
     "A soft label as `'neutral 0.30 · happy 0.70'` (model order; weights that round to zero left out)."
     v = np.asarray(emo_labs, np.float64).ravel()
-    if len(v) != len(emotions): raise ValueError(f"soft label has {len(v)} weights for {len(emotions)} emotions {list(emotions)}")
+    if len(v) != len(emotions):
+        raise ValueError(f"soft label has {len(v)} weights for {len(emotions)} emotions {list(emotions)}")
     parts = [f"{e} {w:.{digits}f}" for e, w in zip(emotions, v) if round(w, digits) > 0]
     return " · ".join(parts) if parts else "(all zero)"
 
 # %% ../nbs/16_widgets.ipynb #8db1aeb7
 def corpus_references(data_dir="eval") -> dict:
-    "`{uid: dict(path, text, emotion)}` of a data dir (`wav.scp`, optional `text`/`utt2emo`); a bare split name means `data_samples/<split>`."
+    ("`{uid: dict(path, text, emotion)}` of a data dir (`wav.scp`, optional `text`/`utt2emo`); a bare split name "
+     "means `data_samples/<split>`.")
     d = Path(data_dir)
     if not d.is_dir() and len(d.parts) == 1: d = data_samples_dir()/d
-    if not (d/"wav.scp").exists(): raise FileNotFoundError(f"{d/'wav.scp'}: no wav.scp; give a data dir or a split of the embedded corpus")
+    if not (d/"wav.scp").exists():
+        raise FileNotFoundError(f"{d/'wav.scp'}: no wav.scp; give a data dir or a split of the embedded corpus")
     wavs = SoundReader(d/"wav.scp")
     text = read_2column_text(d/"text") if (d/"text").exists() else {}
     emo = read_2column_text(d/"utt2emo") if (d/"utt2emo").exists() else {}
@@ -66,8 +69,12 @@ class EmotionControlUI:
         self.error: Exception | None = None                    # the last error (also shown in `status`)
         self.uses_labels, self.uses_feats = bool(self.t2s.model.n_emotions), bool(self.t2s.model.prosody_dim)
         self._uploads = {}
-        self.text = W.Textarea(value=text or self.default_text, description="text", layout=W.Layout(width="98%", height="56px"))
-        self._build_emotion(); self._build_prosody(); self._build_reference(references); self._build_decode(n_iter, seed)
+        self.text = W.Textarea(value=text or self.default_text, description="text",
+                               layout=W.Layout(width="98%", height="56px"))
+        self._build_emotion()
+        self._build_prosody()
+        self._build_reference(references)
+        self._build_decode(n_iter, seed)
         self._build_output()
         self.widget = self._layout()
         self.refresh()
@@ -88,8 +95,8 @@ _SLIDER = dict(min=0.0, max=1.0, continuous_update=False)
 @patch
 def _build_emotion(self: EmotionControlUI):
     first = "neutral" if "neutral" in self.t2s.emotions else self.t2s.emotions[0]
-    self.emotion_sliders = {e: W.FloatSlider(value=float(e == first), step=0.05, description=e, disabled=not self.uses_labels,
-                                         **_SLIDER, **_look(96, 330))
+    self.emotion_sliders = {e: W.FloatSlider(value=float(e == first), step=0.05, description=e,
+                                             disabled=not self.uses_labels, **_SLIDER, **_look(96, 330))
                             for e in self.t2s.emotions}
     self.intensity = W.FloatSlider(value=1.0, step=0.05, description="intensity", disabled=not self.uses_labels,
                                    **_SLIDER, **_look(96, 330))
@@ -103,8 +110,9 @@ def _build_prosody(self: EmotionControlUI):
     self.factor_sliders = {f: W.FloatSlider(value=0.5, step=0.01, description=f, disabled=True, readout_format=".2f",
                                            **_SLIDER, **_look(96, 330))
                            for f in names}
-    self.factor_override = {f: W.Checkbox(value=False, description="override", indent=False, disabled=not self.uses_feats,
-                                          layout=W.Layout(width="90px")) for f in names}
+    self.factor_override = {f: W.Checkbox(value=False, description="override", indent=False,
+                                          disabled=not self.uses_feats, layout=W.Layout(width="90px"))
+                            for f in names}
     self.factor_source = W.HTML(layout=W.Layout(width="420px"))
     for f in names:
         self.factor_override[f].observe(self.refresh, "value")
@@ -147,7 +155,9 @@ def _on_transcript(self: EmotionControlUI, change=None):
 def _on_upload(self: EmotionControlUI, change):
     for item in change["new"]:
         try: name, y, sr = read_upload(item)
-        except ValueError as e: self._show_error(e); continue
+        except ValueError as e:
+            self._show_error(e)
+            continue
         key = f"upload:{name}"
         self._uploads[key] = (y, sr)
         if key not in [v for _, v in self.ref_choice.options]:
@@ -168,20 +178,27 @@ def reference(self: EmotionControlUI):
 def _build_decode(self: EmotionControlUI, n_iter, seed):
     d, look = self.t2s.decode_defaults, lambda: _look(140, 420)
     self.decode = dict(
-        threshold=W.FloatSlider(value=d["threshold"], min=0.05, max=0.95, step=0.05, description="stop threshold", **look()),
-        minlenratio=W.FloatSlider(value=d["minlenratio"], min=0.0, max=5.0, step=0.5, description="minlenratio", **look()),
-        maxlenratio=W.FloatSlider(value=d["maxlenratio"], min=0.5, max=20.0, step=0.5, description="maxlenratio", **look()),
+        threshold=W.FloatSlider(value=d["threshold"], min=0.05, max=0.95, step=0.05, description="stop threshold",
+                                **look()),
+        minlenratio=W.FloatSlider(value=d["minlenratio"], min=0.0, max=5.0, step=0.5, description="minlenratio",
+                                  **look()),
+        maxlenratio=W.FloatSlider(value=d["maxlenratio"], min=0.5, max=20.0, step=0.5, description="maxlenratio",
+                                  **look()),
         use_att_constraint=W.Checkbox(value=d["use_att_constraint"], description="attention constraint", **look()),
         backward_window=W.IntSlider(value=d["backward_window"], min=0, max=10, description="backward window", **look()),
         forward_window=W.IntSlider(value=d["forward_window"], min=1, max=20, description="forward window", **look()),
-        n_iter=W.IntSlider(value=n_iter or self.t2s.vocoder.n_iter, min=1, max=128, description="Griffin-Lim iterations", **look()),
-        sharpen=W.FloatSlider(value=self.t2s.vocoder.sharpen, min=0.0, max=2.0, step=0.25, description="spectral sharpening", **look()))
+        n_iter=W.IntSlider(value=n_iter or self.t2s.vocoder.n_iter, min=1, max=128,
+                           description="Griffin-Lim iterations", **look()),
+        sharpen=W.FloatSlider(value=self.t2s.vocoder.sharpen, min=0.0, max=2.0, step=0.25,
+                              description="spectral sharpening", **look()))
     self.seed = W.IntText(value=seed, description="seed", **look())
-    self.decode["use_att_constraint"].observe(self._on_constraint, "value"); self._on_constraint()
+    self.decode["use_att_constraint"].observe(self._on_constraint, "value")
+    self._on_constraint()
 
 @patch
 def _on_constraint(self: EmotionControlUI, change=None):
-    for k in ("backward_window", "forward_window"): self.decode[k].disabled = not self.decode["use_att_constraint"].value
+    for k in ("backward_window", "forward_window"):
+        self.decode[k].disabled = not self.decode["use_att_constraint"].value
 
 # %% ../nbs/16_widgets.ipynb #28fc335a
 PLOT_PX, PLOT_DPI = (900, 660), 100                     # the plot's size on screen, drawn at exactly that many pixels
@@ -193,7 +210,7 @@ def _build_output(self: EmotionControlUI):
     self.status = W.HTML()
     self.audio = W.Audio(format="wav", autoplay=False, controls=True, layout=W.Layout(display="none"))
     self.factor_table = W.HTML()
-    self.stale = W.HTML()                                    # says so when the outputs below are from an earlier request
+    self.stale = W.HTML()                        # says so when the outputs below are from an earlier request
     self.plot = W.Image(format="png", layout=W.Layout(display="none", width=f"{PLOT_PX[0]}px"))
 
 @patch
@@ -205,8 +222,8 @@ def _layout(self: EmotionControlUI) -> W.Widget:
     ref = box("Reference audio", self.ref_choice, W.HBox([self.ref_upload]), self.ref_text)
     dec = box("Decoding", *self.decode.values(), self.seed)
     tabs = W.Tab(children=[W.HBox([emo, pros]), ref, dec], titles=("Emotion & prosody", "Reference audio", "Decoding"))
-    return W.VBox([self.text, tabs, W.HBox([self.button, self.status]), self.stale, W.HBox([self.audio, self.factor_table]),
-                   self.plot])
+    return W.VBox([self.text, tabs, W.HBox([self.button, self.status]), self.stale,
+                   W.HBox([self.audio, self.factor_table]), self.plot])
 
 # %% ../nbs/16_widgets.ipynb #c07de20c
 @patch
@@ -217,7 +234,8 @@ def weights(self: EmotionControlUI) -> dict:
 @patch
 def label(self: EmotionControlUI) -> dict:
     "The sliders' mixture, normalised to sum to one (the sliders set proportions); all zero stays all zero."
-    w = self.weights(); total = sum(w.values())
+    w = self.weights()
+    total = sum(w.values())
     return {e: v / total for e, v in w.items()} if total > 0 else w
 
 @patch
@@ -246,7 +264,8 @@ def describe_sources(sources: dict, factor_names) -> str:
 
 @patch
 def refresh(self: EmotionControlUI, change=None):
-    "Show what the model would be given (mixture line, free factor sliders, their sources); the `Conditioning`, or None."
+    ("Show what the model would be given (mixture line, free factor sliders, their sources); the `Conditioning`, or "
+     "None.")
     for f, s in self.factor_sliders.items(): s.disabled = not self.factor_override[f].value
     try: c = self.t2s.conditioning(**{k: v for k, v in self.request().items() if k in CONDITIONING_KEYS})
     except Exception as e:
@@ -256,7 +275,8 @@ def refresh(self: EmotionControlUI, change=None):
     self.mixture.value = "label from the reference: " if src.get("emo_labs") == "reference" else "model gets: "
     self.mixture.value += "<b>" + format_mixture(labs[0].cpu(), self.t2s.emotions) + "</b>" if labs is not None else ""
     self.factor_source.value = "<small>" + ("not overridden: " + describe_sources(src, self.t2s.factor_names)
-                                            if c.emo_feats is not None else "this model takes no prosody factors") + "</small>"
+                                            if c.emo_feats is not None else "this model takes no prosody factors"
+                                            ) + "</small>"
     for f, v in zip(self.t2s.factor_names, c.emo_feats[0].tolist() if c.emo_feats is not None else []):
         if not self.factor_override[f].value: self.factor_sliders[f].value = v
     return c
@@ -266,7 +286,8 @@ CONDITIONING_KEYS = ("ref_audio", "ref_text", "emo_labs", "intensity", "emo_feat
 # %% ../nbs/16_widgets.ipynb #2fed5e28
 @patch
 def synthesize(self: EmotionControlUI) -> Synthesis | None:
-    "Synthesise what the widgets say and show it; returns the `Synthesis`, or None (the error is in `status` and `error`)."
+    ("Synthesise what the widgets say and show it; returns the `Synthesis`, or None (the error is in `status` and "
+     "`error`).")
     self.error, self.button.disabled = None, True
     self.status.value = "<i>synthesising…</i>"
     try:
@@ -279,7 +300,8 @@ def synthesize(self: EmotionControlUI) -> Synthesis | None:
         self._show(out, req)
         self.stale.value = ""
     except Exception as e:
-        self._show_error(e); return None
+        self._show_error(e)
+        return None
     finally: self.button.disabled = False
     notes = list(dict.fromkeys(str(w.message) for w in caught))
     if out.prob[-1] < req["threshold"]:
@@ -293,18 +315,20 @@ def _show_error(self: EmotionControlUI, e: Exception):
     self.error = e
     self.status.value = f"<span style='color:#b00020'><b>{type(e).__name__}:</b> {html.escape(str(e))}</span>"
     if self.result is not None:
-        self.stale.value = ("<small style='color:#a65e00'>⚠ the audio, table and plots below are from the last synthesis "
-                            "that worked, not from this request</small>")
+        self.stale.value = ("<small style='color:#a65e00'>⚠ the audio, table and plots below are from the last "
+                            "synthesis that worked, not from this request</small>")
 
 @patch
 def measure(self: EmotionControlUI, out: Synthesis) -> dict:
-    "Measured on `out.wav`: `times`, `f0` (Hz, NaN where unvoiced) and the normalised `factors` (NaN where unmeasurable)."
+    ("Measured on `out.wav`: `times`, `f0` (Hz, NaN where unvoiced) and the normalised `factors` (NaN where "
+     "unmeasurable).")
     P, names = self.t2s.prosody, self.t2s.factor_names
     factors = np.full(len(names), np.nan, np.float32)
     if len(out.wav) < P.n_fft: return dict(times=np.zeros(0), f0=np.zeros(0), factors=factors)
     tr = P.frames(out.wav)
     if self.t2s.normalizer is not None: factors = self.t2s.measure_factors(out.wav, out.text)[0]
-    return dict(times=np.arange(len(tr["f0"])) * P.hop_length / P.fs, f0=np.where(tr["voiced"], tr["f0"], np.nan), factors=factors)
+    return dict(times=np.arange(len(tr["f0"])) * P.hop_length / P.fs, f0=np.where(tr["voiced"], tr["f0"], np.nan),
+                factors=factors)
 
 # %% ../nbs/16_widgets.ipynb #7c6639dc
 def wav_bytes(wav, fs: int) -> bytes:
@@ -312,7 +336,8 @@ def wav_bytes(wav, fs: int) -> bytes:
     y = np.asarray(wav, np.float32)
     peak = float(np.abs(y).max()) if y.size else 0.0
     if peak > 0.99: y = y * (0.99 / peak)
-    buf = io.BytesIO(); sf.write(buf, y, fs, format="WAV", subtype="PCM_16")
+    buf = io.BytesIO()
+    sf.write(buf, y, fs, format="WAV", subtype="PCM_16")
     return buf.getvalue()
 
 @patch
@@ -320,7 +345,8 @@ def _show(self: EmotionControlUI, out: Synthesis, req: dict):
     self.audio.value, self.audio.layout.display = wav_bytes(out.wav, out.fs), None
     self.factor_rows = self._factor_rows(out, req)
     self.factor_table.value = self._table_html(self.factor_rows)
-    buf = io.BytesIO(); self.plot_result(out).savefig(buf, format="png", dpi=PLOT_DPI)
+    buf = io.BytesIO()
+    self.plot_result(out).savefig(buf, format="png", dpi=PLOT_DPI)
     self.plot.value, self.plot.layout.display = buf.getvalue(), None
 
 @patch
@@ -334,8 +360,9 @@ def _factor_rows(self: EmotionControlUI, out: Synthesis, req: dict) -> list[dict
 def _table_html(self: EmotionControlUI, rows: list[dict]) -> str:
     num = lambda x: "–" if not np.isfinite(x) else f"{x:.2f}" + ("▲" if x > 1 else "▼" if x < 0 else "")
     td = "<td style='padding:1px 8px;text-align:{}'>{}</td>"
-    body = "".join("<tr>" + td.format("left", r["factor"]) + td.format("left", r["source"]) + td.format("right", num(r["requested"]))
-                   + td.format("right", num(r["measured"])) + "</tr>" for r in rows)
+    body = "".join("<tr>" + td.format("left", r["factor"]) + td.format("left", r["source"])
+                   + td.format("right", num(r["requested"])) + td.format("right", num(r["measured"])) + "</tr>"
+                   for r in rows)
     head = "".join(f"<th style='padding:1px 8px'>{h}</th>" for h in ("factor", "from", "requested", "measured"))
     return (f"<table style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{body}</table>"
             "<small>[0, 1] = the training set's 1st..99th percentile; a measured value beyond it is shown as it is, "

@@ -41,52 +41,68 @@ class LogMelFbank(torch.nn.Module):
         fmin = 0.0 if fmin is None else fmin
         fmax = fs / 2 if fmax is None else fmax
         if win_length > n_fft: raise ValueError(f"win_length ({win_length}) must not exceed n_fft ({n_fft})")
-        if not 0 <= fmin < fmax <= fs / 2: raise ValueError(f"need 0 <= fmin < fmax <= fs/2, got fmin={fmin}, fmax={fmax}, fs={fs}")
-        if pad_mode not in ("reflect", "constant"): raise ValueError(f"pad_mode must be 'reflect' or 'constant', got {pad_mode!r}")
-        if log_base is not None and (log_base <= 0 or log_base == 1): raise ValueError(f"log_base must be None (natural log) or a positive number other than 1, got {log_base}")
+        if not 0 <= fmin < fmax <= fs / 2:
+            raise ValueError(f"need 0 <= fmin < fmax <= fs/2, got fmin={fmin}, fmax={fmax}, fs={fs}")
+        if pad_mode not in ("reflect", "constant"):
+            raise ValueError(f"pad_mode must be 'reflect' or 'constant', got {pad_mode!r}")
+        if log_base is not None and (log_base <= 0 or log_base == 1):
+            raise ValueError(f"log_base must be None (natural log) or a positive number other than 1, got {log_base}")
         self.fs, self.n_fft, self.hop_length, self.win_length = fs, n_fft, hop_length, win_length
         self.window_name, self.n_mels, self.fmin, self.fmax, self.htk = window, n_mels, fmin, fmax, htk
         self.center, self.normalized, self.onesided = center, normalized, onesided
         self.log_base, self.eps, self.pad_mode = log_base, eps, pad_mode
         if window is None: win = torch.ones(win_length)
         elif hasattr(torch, f"{window}_window"): win = getattr(torch, f"{window}_window")(win_length)
-        else: raise ValueError(f"unknown window {window!r}: expected a torch window name such as 'hann', 'hamming', 'blackman'")
+        else:
+            raise ValueError(f"unknown window {window!r}: expected a torch window name such as "
+                             f"'hann', 'hamming', 'blackman'")
         self.register_buffer("window", win, persistent=False)
         melmat = librosa.filters.mel(sr=fs, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk)
         self.register_buffer("melmat", torch.from_numpy(melmat.T).float(), persistent=False)  # (n_fft//2+1, n_mels)
 
-    def output_size(self) -> int: return self.n_mels
+# %% ../../nbs/05_feats.mel.ipynb #b96d1d9b
+@patch
+def output_size(self: LogMelFbank) -> int: return self.n_mels
 
-    def get_parameters(self) -> dict:
-        "The front-end settings (what a vocoder needs to invert these features)."
-        return dict(fs=self.fs, n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
-                    window=self.window_name, n_mels=self.n_mels, fmin=self.fmin, fmax=self.fmax, htk=self.htk,
-                    center=self.center, normalized=self.normalized, onesided=self.onesided,
-                    log_base=self.log_base, eps=self.eps, pad_mode=self.pad_mode)
+@patch
+def get_parameters(self: LogMelFbank) -> dict:
+    "The front-end settings (what a vocoder needs to invert these features)."
+    return dict(fs=self.fs, n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
+                window=self.window_name, n_mels=self.n_mels, fmin=self.fmin, fmax=self.fmax, htk=self.htk,
+                center=self.center, normalized=self.normalized, onesided=self.onesided,
+                log_base=self.log_base, eps=self.eps, pad_mode=self.pad_mode)
 
-    def num_frames(self, lengths):
-        "Frames for `lengths` samples: `1 + n // hop` (center) or `1 + (n - n_fft) // hop`."
-        return 1 + lengths // self.hop_length if self.center else 1 + (lengths - self.n_fft) // self.hop_length
+# %% ../../nbs/05_feats.mel.ipynb #bedd9d6a
+@patch
+def num_frames(self: LogMelFbank, lengths):
+    "Frames for `lengths` samples: `1 + n // hop` (center) or `1 + (n - n_fft) // hop`."
+    return 1 + lengths // self.hop_length if self.center else 1 + (lengths - self.n_fft) // self.hop_length
 
-    def extra_repr(self):
-        return (f"fs={self.fs}, n_fft={self.n_fft}, hop_length={self.hop_length}, win_length={self.win_length}, "
-                f"window={self.window_name}, n_mels={self.n_mels}, fmin={self.fmin}, fmax={self.fmax}, log_base={self.log_base}")
+@patch
+def extra_repr(self: LogMelFbank):
+    return (f"fs={self.fs}, n_fft={self.n_fft}, hop_length={self.hop_length}, win_length={self.win_length}, "
+            f"window={self.window_name}, n_mels={self.n_mels}, fmin={self.fmin}, fmax={self.fmax}, "
+            f"log_base={self.log_base}")
 
 # %% ../../nbs/05_feats.mel.ipynb #ea281981
 @patch
 def _check_input(self: LogMelFbank, input: torch.Tensor, input_lengths):
     if input.dim() == 1: input = input[None]
-    if input.dim() != 2: raise ValueError(f"LogMelFbank expects waveforms of shape (B, T) or (T,), got {tuple(input.shape)}")
+    if input.dim() != 2:
+        raise ValueError(f"LogMelFbank expects waveforms of shape (B, T) or (T,), got {tuple(input.shape)}")
     B, T = input.shape
     if input_lengths is None: input_lengths = torch.full((B,), T, dtype=torch.long, device=input.device)
     input_lengths = torch.as_tensor(input_lengths, device=input.device).long()
-    if input_lengths.shape != (B,): raise ValueError(f"input_lengths must have shape ({B},), got {tuple(input_lengths.shape)}")
+    if input_lengths.shape != (B,):
+        raise ValueError(f"input_lengths must have shape ({B},), got {tuple(input_lengths.shape)}")
     if B and (input_lengths.max() > T or input_lengths.min() < 1):
         raise ValueError(f"input_lengths must lie in [1, {T}] (the padded length), got {input_lengths.tolist()}")
     if not self.center and B and input_lengths.min() < self.n_fft:
-        raise ValueError(f"with center=False every utterance needs at least n_fft={self.n_fft} samples, got lengths {input_lengths.tolist()}")
+        raise ValueError(f"with center=False every utterance needs at least n_fft={self.n_fft} samples, "
+                         f"got lengths {input_lengths.tolist()}")
     return input, input_lengths
 
+# %% ../../nbs/05_feats.mel.ipynb #81780bfb
 @patch
 def _stft_magnitude(self: LogMelFbank, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     "|STFT| as (B, L, n_fft//2+1), each utterance padded at its own edges when `center=True`."
@@ -120,15 +136,18 @@ def load_mvn_stats(stats_file) -> dict:
         if missing: raise ValueError(f"{path}: missing {missing} (has {z.files}); expected count, sum, sum_square")
         st = {k: z[k].astype(np.float64) for k in ("count", "sum", "sum_square")}
     if st["sum"].ndim != 1 or st["sum"].shape != st["sum_square"].shape:
-        raise ValueError(f"{path}: sum {st['sum'].shape} and sum_square {st['sum_square'].shape} must be equal 1-D vectors")
-    if st["count"].size != 1 or float(st["count"]) <= 0: raise ValueError(f"{path}: count must be one positive number, got {st['count']}")
+        raise ValueError(f"{path}: sum {st['sum'].shape} and sum_square {st['sum_square'].shape} "
+                         f"must be equal 1-D vectors")
+    if st["count"].size != 1 or float(st["count"]) <= 0:
+        raise ValueError(f"{path}: count must be one positive number, got {st['count']}")
     st["count"] = float(st["count"])
     return st
 
 # %% ../../nbs/05_feats.mel.ipynb #ef4572b0
 class GlobalMVN(torch.nn.Module):
     "Per-channel mean/variance normalisation with statistics from a `feats_stats.npz` (`count`, `sum`, `sum_square`)."
-    def __init__(self, stats_file=None, norm_means: bool = True, norm_vars: bool = True, eps: float = 1e-20, dim: int = 80):
+    def __init__(self, stats_file=None, norm_means: bool = True, norm_vars: bool = True, eps: float = 1e-20,
+                 dim: int = 80):
         super().__init__()
         self.stats_file, self.norm_means, self.norm_vars, self.eps = str(stats_file), norm_means, norm_vars, eps
         if stats_file is None: mean, std = np.zeros(dim), np.ones(dim)   # filled by load_state_dict
@@ -139,13 +158,8 @@ class GlobalMVN(torch.nn.Module):
         self.register_buffer("mean", torch.from_numpy(mean).float())
         self.register_buffer("std", torch.from_numpy(std).float())
 
-    def extra_repr(self): return f"stats_file={self.stats_file!r}, norm_means={self.norm_means}, norm_vars={self.norm_vars}"
-
-    def _check(self, x, ilens):
-        if x.shape[-1] != self.mean.shape[0]:
-            raise ValueError(f"features have {x.shape[-1]} channels but {self.stats_file} holds statistics for {self.mean.shape[0]}")
-        if ilens is None: return None
-        return torch.arange(x.shape[1], device=x.device)[None] >= torch.as_tensor(ilens, device=x.device)[:, None]
+    def extra_repr(self):
+        return f"stats_file={self.stats_file!r}, norm_means={self.norm_means}, norm_vars={self.norm_vars}"
 
     def forward(self, x: torch.Tensor, ilens: torch.Tensor | None = None):
         "Normalise `(B, L, D)` features; frames past `ilens` are 0. Returns `(x, ilens)`."
@@ -154,12 +168,22 @@ class GlobalMVN(torch.nn.Module):
         if self.norm_vars: x = x / self.std
         return (x if pad is None else x.masked_fill(pad[..., None], 0.0)), ilens
 
-    def inverse(self, x: torch.Tensor, ilens: torch.Tensor | None = None):
-        "Undo `forward`: back to log-mel; frames past `ilens` are 0. Returns `(x, ilens)`."
-        pad = self._check(x, ilens)
-        if self.norm_vars: x = x * self.std
-        if self.norm_means: x = x + self.mean
-        return (x if pad is None else x.masked_fill(pad[..., None], 0.0)), ilens
+# %% ../../nbs/05_feats.mel.ipynb #4596ecb0
+@patch
+def _check(self: GlobalMVN, x, ilens):
+    if x.shape[-1] != self.mean.shape[0]:
+        raise ValueError(f"features have {x.shape[-1]} channels but {self.stats_file} holds statistics "
+                         f"for {self.mean.shape[0]}")
+    if ilens is None: return None
+    return torch.arange(x.shape[1], device=x.device)[None] >= torch.as_tensor(ilens, device=x.device)[:, None]
+
+@patch
+def inverse(self: GlobalMVN, x: torch.Tensor, ilens: torch.Tensor | None = None):
+    "Undo `forward`: back to log-mel; frames past `ilens` are 0. Returns `(x, ilens)`."
+    pad = self._check(x, ilens)
+    if self.norm_vars: x = x * self.std
+    if self.norm_means: x = x + self.mean
+    return (x if pad is None else x.masked_fill(pad[..., None], 0.0)), ilens
 
 # %% ../../nbs/05_feats.mel.ipynb #cc4ebcb0
 def _iter_items(data):
@@ -174,22 +198,30 @@ def _iter_items(data):
 # %% ../../nbs/05_feats.mel.ipynb #bbccde52
 def collect_stats(data, feats_extract: torch.nn.Module, out_dir, speech_key: str = "speech", feats_key: str = "feats",
                   device: str | torch.device = "cpu", progress: bool = False) -> Path:
-    "Stream `data` through `feats_extract`; write `{feats_key}_stats.npz`, `{speech_key}_shape`, `{feats_key}_shape` to `out_dir`."
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    ("Stream `data` through `feats_extract`; write `{feats_key}_stats.npz`, `{speech_key}_shape`, "
+     "`{feats_key}_shape` to `out_dir`.")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     feats_extract = feats_extract.to(device).eval()
     count, s, sq, n_utt = 0, None, None, 0
     with open(out_dir/f"{speech_key}_shape", "w") as fs, open(out_dir/f"{feats_key}_shape", "w") as ff, torch.no_grad():
         for uid, item in tqdm(_iter_items(data), disable=not progress, desc="collect_stats"):
             if not isinstance(item, dict) or speech_key not in item:
-                raise KeyError(f"utterance {uid!r}: no {speech_key!r} entry (has {list(item) if isinstance(item, dict) else type(item).__name__})")
+                raise KeyError(f"utterance {uid!r}: no {speech_key!r} entry "
+                               f"(has {list(item) if isinstance(item, dict) else type(item).__name__})")
             wav = np.asarray(item[speech_key])
-            if wav.ndim != 1 or wav.size == 0: raise ValueError(f"utterance {uid!r}: expected a non-empty mono waveform, got shape {wav.shape}")
+            if wav.ndim != 1 or wav.size == 0:
+                raise ValueError(f"utterance {uid!r}: expected a non-empty mono waveform, got shape {wav.shape}")
             if not np.isfinite(wav).all(): raise ValueError(f"utterance {uid!r}: waveform contains NaN or Inf")
             feats, flen = feats_extract(torch.as_tensor(wav, dtype=torch.float32, device=device)[None])
             v = feats[0, : int(flen[0])].double().cpu().numpy()
             if s is None: s, sq = np.zeros(v.shape[1]), np.zeros(v.shape[1])
-            s += v.sum(0); sq += (v**2).sum(0); count += len(v); n_utt += 1
-            fs.write(f"{uid} {wav.shape[0]}\n"); ff.write(f"{uid} {v.shape[0]},{v.shape[1]}\n")
+            s += v.sum(0)
+            sq += (v**2).sum(0)
+            count += len(v)
+            n_utt += 1
+            fs.write(f"{uid} {wav.shape[0]}\n")
+            ff.write(f"{uid} {v.shape[0]},{v.shape[1]}\n")
     if n_utt == 0: raise ValueError("collect_stats: the data holds no utterances")
     path = out_dir/f"{feats_key}_stats.npz"
     np.savez(path, count=np.array(count, dtype=np.int64), sum=s, sum_square=sq)

@@ -273,6 +273,7 @@ class AttForwardTA(AttForward):
 # %% ../../nbs/08_models.layers.ipynb #8f0683db
 class Decoder(nn.Module):
     "Tacotron2 decoder: attention + prenet + zoneout LSTMs -> r frames and r stop logits per step, then postnet."
+    attention_output = 3                  # where `forward`'s output holds the attention (for the trainer's plots)
     def __init__(self, idim: int, odim: int, att: nn.Module, dlayers=2, dunits=1024, prenet_layers=2, prenet_units=256,
                  postnet_layers=5, postnet_chans=512, postnet_filts=5, output_activation_fn=None, cumulate_att_w=True,
                  use_batch_norm=True, use_concate=True, dropout_rate=0.5, zoneout_rate=0.1, reduction_factor=1,

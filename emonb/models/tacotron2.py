@@ -8,6 +8,7 @@ import warnings
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 from ..emotion import ReferenceEncoder, Emo2Prosody
 from .layers import (Encoder, Decoder, AttLoc, AttForward, AttForwardTA, Tacotron2Loss,
                                  GuidedAttentionLoss, make_non_pad_mask)
@@ -34,16 +35,19 @@ def check_emo_labs(emo_labs, n_emotions: int, batch: int) -> torch.Tensor:
     if not torch.isfinite(x).all(): raise ValueError("emo_labs contains NaN or inf")
     neg = (x < 0).any(1)
     if neg.any():
-        i = int(neg.nonzero()[0]); raise ValueError(f"emo_labs item {i} has negative probabilities: {x[i].tolist()}")
+        i = int(neg.nonzero()[0])
+        raise ValueError(f"emo_labs item {i} has negative probabilities: {x[i].tolist()}")
     s = x.sum(1, keepdim=True)
     if (s <= 0).any():
-        i = int((s[:, 0] <= 0).nonzero()[0]); raise ValueError(f"emo_labs item {i} is all zero; give at least one emotion")
+        i = int((s[:, 0] <= 0).nonzero()[0])
+        raise ValueError(f"emo_labs item {i} is all zero; give at least one emotion")
     off = ((s - 1).abs() > 1e-3)[:, 0]
     if off.any():
         warnings.warn(f"emo_labs items {off.nonzero()[:, 0].tolist()} do not sum to one "
                       f"(sums {s[off, 0].tolist()}); normalised to probabilities")
     return x / s
 
+# %% ../../nbs/09_models.tacotron2.ipynb #e5841398
 def check_emo_feats(emo_feats, prosody_dim: int, batch: int) -> torch.Tensor:
     "Validate prosody factors -> float (batch, prosody_dim) in [0, 1] (clipped with a warning)."
     x = torch.as_tensor(emo_feats).float() if not torch.is_tensor(emo_feats) else emo_feats
@@ -80,7 +84,8 @@ class Tacotron2Controllable(nn.Module):
                  cond_dim: int = 128,                   # projection size of each source
                  ref_encoder: nn.Module | None = None,  # custom reference encoder (needs .out_dim)
                  ref_encoder_conf: dict | None = None,  # kwargs of that reference encoder (idim is odim)
-                 emo2prosody_units: int = 64, emo2prosody_loss_weight: float = 1.0, ref_emo_loss_weight: float = 0.0):
+                 emo2prosody_units: int = 64, emo2prosody_loss_weight: float = 1.0,
+                 ref_emo_loss_weight: float = 0.0):
         super().__init__()
         def _choose(name, v, ok):
             if v not in ok: raise ValueError(f"{name}={v!r}; choose one of {list(ok)}")
@@ -94,7 +99,8 @@ class Tacotron2Controllable(nn.Module):
         self.idim, self.odim, self.eos, self.padding_idx = idim, odim, idim - 1, 0
         self.reduction_factor, self.use_guided_attn_loss = reduction_factor, use_guided_attn_loss
         self.fusion, self.attention_fusion = fusion, attention_fusion
-        self.n_emotions, self.prosody_dim, self.use_ref_encoder = n_emotions, prosody_dim, use_ref_encoder or ref_encoder is not None
+        self.n_emotions, self.prosody_dim, self.use_ref_encoder = (n_emotions, prosody_dim,
+                                                                   use_ref_encoder or ref_encoder is not None)
         self.emo2prosody_loss_weight, self.ref_emo_loss_weight = emo2prosody_loss_weight, ref_emo_loss_weight
         act = None if output_activation is None else getattr(F, output_activation)
         self.enc = Encoder(idim, embed_dim, elayers, eunits, econv_layers, econv_chans, econv_filts,
@@ -110,40 +116,50 @@ class Tacotron2Controllable(nn.Module):
                            postnet_chans, postnet_filts, act, cumulate_att_w, use_batch_norm, use_concate,
                            dropout_rate, zoneout_rate, reduction_factor, cond_dim=C if fusion == "decoder" else 0)
         self.taco2_loss = Tacotron2Loss(use_masking, use_weighted_masking, bce_pos_weight)
-        if use_guided_attn_loss: self.attn_loss = GuidedAttentionLoss(guided_attn_loss_sigma, guided_attn_loss_lambda)
+        if use_guided_attn_loss:
+            self.attn_loss = GuidedAttentionLoss(guided_attn_loss_sigma, guided_attn_loss_lambda)
 
-    def _build_conditioning(self, odim, cond_dim, ref_encoder, ref_encoder_conf, emo2prosody_units):
-        n = 0
-        if self.n_emotions: self.emo_proj = nn.Linear(self.n_emotions, cond_dim); n += 1
-        if self.prosody_dim: self.prosody_proj = nn.Linear(self.prosody_dim, cond_dim); n += 1
-        if self.use_ref_encoder:
-            self.ref_enc = ref_encoder if ref_encoder is not None else ReferenceEncoder(odim, **(ref_encoder_conf or {}))
-            if not isinstance(getattr(self.ref_enc, "out_dim", None), int):
-                raise ValueError("ref_encoder must expose its embedding size as an int attribute `out_dim`")
-            self.ref_proj = nn.Linear(self.ref_enc.out_dim, cond_dim); n += 1
-        self.cond_total = n * cond_dim
-        self.emo2prosody = Emo2Prosody(self.n_emotions, self.prosody_dim, emo2prosody_units) \
-            if (self.n_emotions and self.prosody_dim) else None
-        self.ref_emo_classifier = nn.Linear(self.ref_enc.out_dim, self.n_emotions) \
-            if (self.use_ref_encoder and self.n_emotions and self.ref_emo_loss_weight > 0) else None
+# %% ../../nbs/09_models.tacotron2.ipynb #a21424de
+@patch
+def _build_conditioning(self: Tacotron2Controllable, odim, cond_dim, ref_encoder, ref_encoder_conf, emo2prosody_units):
+    n = 0
+    if self.n_emotions:
+        self.emo_proj = nn.Linear(self.n_emotions, cond_dim)
+        n += 1
+    if self.prosody_dim:
+        self.prosody_proj = nn.Linear(self.prosody_dim, cond_dim)
+        n += 1
+    if self.use_ref_encoder:
+        self.ref_enc = ref_encoder if ref_encoder is not None else ReferenceEncoder(odim, **(ref_encoder_conf or {}))
+        if not isinstance(getattr(self.ref_enc, "out_dim", None), int):
+            raise ValueError("ref_encoder must expose its embedding size as an int attribute `out_dim`")
+        self.ref_proj = nn.Linear(self.ref_enc.out_dim, cond_dim)
+        n += 1
+    self.cond_total = n * cond_dim
+    self.emo2prosody = Emo2Prosody(self.n_emotions, self.prosody_dim, emo2prosody_units) \
+        if (self.n_emotions and self.prosody_dim) else None
+    self.ref_emo_classifier = nn.Linear(self.ref_enc.out_dim, self.n_emotions) \
+        if (self.use_ref_encoder and self.n_emotions and self.ref_emo_loss_weight > 0) else None
 
-# %% ../../nbs/09_models.tacotron2.ipynb #8ef2bd6e
-from fastcore.basics import patch
-
+# %% ../../nbs/09_models.tacotron2.ipynb #67aca394
 @patch
 def _check_text(self: Tacotron2Controllable, text, text_lengths):
     if text.dim() != 2 or text_lengths.dim() != 1 or len(text_lengths) != text.size(0):
-        raise ValueError(f"text must be (B, T) ids with text_lengths (B,), got {tuple(text.shape)} and {tuple(text_lengths.shape)}")
+        raise ValueError(f"text must be (B, T) ids with text_lengths (B,), "
+                         f"got {tuple(text.shape)} and {tuple(text_lengths.shape)}")
     if (text_lengths < 1).any():
-        raise ValueError(f"text item {int((text_lengths < 1).nonzero()[0])} is empty; every utterance needs at least one token")
+        raise ValueError(f"text item {int((text_lengths < 1).nonzero()[0])} is empty; "
+                         "every utterance needs at least one token")
     if text.is_floating_point(): raise ValueError(f"text must hold integer token ids, got {text.dtype}")
     real = make_non_pad_mask(text_lengths, text.size(1)).to(text.device)
     bad = real & ((text < 0) | (text > self.idim - 2))
     if bad.any():
         i, j = (int(v) for v in bad.nonzero()[0])
         raise ValueError(f"text item {i}, position {j}: token id {int(text[i, j])} out of range; ids must be in "
-                         f"0..{self.idim - 2} (max id {self.idim - 2}; {self.idim - 1} is <sos/eos>, added by the model)")
+                         f"0..{self.idim - 2} (max id {self.idim - 2}; {self.idim - 1} is <sos/eos>, "
+                         "added by the model)")
 
+# %% ../../nbs/09_models.tacotron2.ipynb #36fd73ae
 @patch
 def _check_feats(self: Tacotron2Controllable, feats, feats_lengths, name="feats"):
     if feats.dim() != 3 or feats.size(2) != self.odim:
@@ -151,6 +167,7 @@ def _check_feats(self: Tacotron2Controllable, feats, feats_lengths, name="feats"
     if (feats_lengths < 1).any():
         raise ValueError(f"{name} item {int((feats_lengths < 1).nonzero()[0])} is shorter than one frame")
 
+# %% ../../nbs/09_models.tacotron2.ipynb #0656c32a
 @patch
 def _add_eos(self: Tacotron2Controllable, text, text_lengths):
     xs = F.pad(text, [0, 1], value=self.padding_idx)
@@ -159,22 +176,28 @@ def _add_eos(self: Tacotron2Controllable, text, text_lengths):
 
 # %% ../../nbs/09_models.tacotron2.ipynb #51c6f790
 @patch
-def _condition(self: Tacotron2Controllable, B, emo_labs=None, emo_feats=None, ref_feats=None, ref_lens=None, infer=False):
+def _condition(self: Tacotron2Controllable, B, emo_labs=None, emo_feats=None, ref_feats=None, ref_lens=None,
+               infer=False):
     "-> (c (B, C) or None, {loss name: (value, weight)}, {source: tensor actually used})"
     used, aux, parts = {}, {}, []
     if not self.cond_total: return None, aux, used
     ref_emb = None
     if self.use_ref_encoder:
-        if ref_feats is None: raise ValueError("this model uses a reference encoder: give ref_feats (reference mel) and ref_feats_lengths")
+        if ref_feats is None:
+            raise ValueError("this model uses a reference encoder: "
+                             "give ref_feats (reference mel) and ref_feats_lengths")
         self._check_feats(ref_feats, ref_lens, "ref_feats")
         ref_emb = used["ref_emb"] = self.ref_enc(ref_feats, ref_lens)
     if self.n_emotions:
-        if emo_labs is None: raise ValueError(f"this model is conditioned on emotions: give emo_labs (B, {self.n_emotions}) soft labels")
+        if emo_labs is None:
+            raise ValueError(f"this model is conditioned on emotions: give emo_labs (B, {self.n_emotions}) soft labels")
         emo_labs = used["emo_labs"] = check_emo_labs(emo_labs, self.n_emotions, B).to(self.emo_proj.weight)
     if self.prosody_dim:
         if emo_feats is None:
-            raise ValueError(f"this model is conditioned on prosody: give emo_feats (B, {self.prosody_dim}) factors in [0, 1]"
-                             + (" (predict_prosody(emo_labs) gives them from a label)" if self.emo2prosody is not None else ""))
+            raise ValueError(f"this model is conditioned on prosody: give emo_feats (B, {self.prosody_dim}) "
+                             "factors in [0, 1]"
+                             + (" (predict_prosody(emo_labs) gives them from a label)"
+                                if self.emo2prosody is not None else ""))
         emo_feats = used["emo_feats"] = check_emo_feats(emo_feats, self.prosody_dim, B).to(self.prosody_proj.weight)
     if not infer:
         if self.emo2prosody is not None and self.emo2prosody_loss_weight > 0:
@@ -187,18 +210,24 @@ def _condition(self: Tacotron2Controllable, B, emo_labs=None, emo_feats=None, re
     if ref_emb is not None: parts.append(torch.tanh(self.ref_proj(ref_emb)))
     return torch.cat(parts, dim=1), aux, used
 
+# %% ../../nbs/09_models.tacotron2.ipynb #e1674093
 @patch
 def predict_prosody(self: Tacotron2Controllable, emo_labs) -> torch.Tensor:
     "Prosody factors `(B, prosody_dim)` the `emo2prosody` head predicts for soft labels `(B, n_emotions)`."
-    if self.emo2prosody is None: raise ValueError("this model has no emotion-to-prosody head (needs n_emotions and prosody_dim)")
-    return self.emo2prosody(check_emo_labs(emo_labs, self.n_emotions, len(torch.as_tensor(emo_labs))).to(self.emo_proj.weight))
+    if self.emo2prosody is None:
+        raise ValueError("this model has no emotion-to-prosody head (needs n_emotions and prosody_dim)")
+    return self.emo2prosody(check_emo_labs(emo_labs, self.n_emotions, len(torch.as_tensor(emo_labs)))
+                            .to(self.emo_proj.weight))
 
+# %% ../../nbs/09_models.tacotron2.ipynb #778fb26e
 @patch
 def reference_emotion(self: Tacotron2Controllable, ref_feats, ref_feats_lengths) -> torch.Tensor:
     "Soft labels `(B, n_emotions)` the `ref_emo_classifier` head reads from reference mels `(B, L, odim)`."
-    if self.ref_emo_classifier is None: raise ValueError("this model has no reference emotion head (ref_emo_loss_weight: 0)")
+    if self.ref_emo_classifier is None:
+        raise ValueError("this model has no reference emotion head (ref_emo_loss_weight: 0)")
     return torch.softmax(self.ref_emo_classifier(self.ref_enc(ref_feats, ref_feats_lengths)), -1)
 
+# %% ../../nbs/09_models.tacotron2.ipynb #f51f867a
 @patch
 def _fuse(self: Tacotron2Controllable, hs, cond):
     "Join `cond` to the encoder output (attention fusion) or hand it to the decoder (decoder fusion)."
@@ -206,6 +235,7 @@ def _fuse(self: Tacotron2Controllable, hs, cond):
     if self.attention_fusion == "add": return hs + self.cond_proj(cond).unsqueeze(1), None
     return torch.cat([hs, cond.unsqueeze(1).expand(-1, hs.size(1), -1)], dim=2), None
 
+# %% ../../nbs/09_models.tacotron2.ipynb #1d43f46f
 @patch
 def _forward(self: Tacotron2Controllable, xs, ilens, ys, cond=None, mask_pad=False):
     hs, hlens = self.enc(xs, ilens, mask_pad=mask_pad)
@@ -217,14 +247,16 @@ LOSS_NAMES = ("l1_loss", "mse_loss", "bce_loss", "attn_loss")
 
 @patch
 def _losses(self: Tacotron2Controllable, xs, ilens, feats, feats_lengths, cond=None, static=False) -> tuple:
-    "Teacher-forced pass over padded tensors -> (loss, l1, mse, bce[, attn]); shapes alone steer it (graph-safe with `static`)."
+    ("Teacher-forced pass over padded tensors -> (loss, l1, mse, bce[, attn]); "
+     "shapes alone steer it (graph-safe with `static`).")
     r = self.reduction_factor
     hs, hlens = self.enc(xs, ilens, mask_pad=static, static=static)   # static: no padding leaks in, whatever the bucket
     hs, dec_cond = self._fuse(hs, cond)
     after, before, logits, att_ws = self.dec(hs, hlens, feats, dec_cond)
     olens = feats_lengths
     labels = (torch.arange(feats.size(1), device=feats.device)[None] >= (olens - 1)[:, None]).to(feats.dtype)
-    if r > 1:                                                   # whole steps only: lengths and targets cut to a multiple of r
+    # whole steps only: lengths and targets cut to a multiple of r
+    if r > 1:
         L, olens = feats.size(1) - feats.size(1) % r, olens - olens % r
         feats, labels = feats[:, :L], labels[:, :L].scatter(1, (olens - 1)[:, None], 1.0)
     l1, mse, bce = self.taco2_loss(after, before, logits, feats, labels, olens)
@@ -233,6 +265,7 @@ def _losses(self: Tacotron2Controllable, xs, ilens, feats, feats_lengths, cond=N
     attn = self.attn_loss(att_ws, ilens, olens // r)
     return loss + attn, l1, mse, bce, attn
 
+# %% ../../nbs/09_models.tacotron2.ipynb #f41df43c
 @patch
 def forward(self: Tacotron2Controllable, text, text_lengths, feats, feats_lengths, emo_labs=None, emo_feats=None,
             ref_feats=None, ref_feats_lengths=None):
@@ -240,17 +273,21 @@ def forward(self: Tacotron2Controllable, text, text_lengths, feats, feats_length
     graphs = self.__dict__.get("_graphs")
     graphed = graphs is not None and self.training and torch.is_grad_enabled() and feats.is_cuda
     if not graphed: text, feats = text[:, :int(text_lengths.max())], feats[:, :int(feats_lengths.max())]
-    self._check_text(text, text_lengths); self._check_feats(feats, feats_lengths)
+    self._check_text(text, text_lengths)
+    self._check_feats(feats, feats_lengths)
     r, B = self.reduction_factor, text.size(0)
     if (feats_lengths < r).any():
-        raise ValueError(f"feats item {int((feats_lengths < r).nonzero()[0])} has fewer frames than reduction_factor={r}")
+        raise ValueError(f"feats item {int((feats_lengths < r).nonzero()[0])} has fewer frames than "
+                         f"reduction_factor={r}")
     xs, ilens = self._add_eos(text, text_lengths)
     if ref_feats is None: ref_feats, ref_feats_lengths = feats, feats_lengths
     cond, aux, _ = self._condition(B, emo_labs, emo_feats, ref_feats, ref_feats_lengths)
     args = (xs, ilens.to(xs.device), feats, feats_lengths.to(feats.device)) + (() if cond is None else (cond,))
     loss, *terms = graphs(*args) if graphed else self._losses(*args)
     stats = dict(zip(LOSS_NAMES, terms))
-    for k, (v, w) in aux.items(): stats[k] = v; loss = loss + w * v
+    for k, (v, w) in aux.items():
+        stats[k] = v
+        loss = loss + w * v
     stats["loss"] = loss
     return loss, {k: v.detach() for k, v in stats.items()}, torch.tensor(B, device=loss.device)
 
@@ -263,10 +300,13 @@ def _cuda_autocast() -> tuple:
     if hasattr(torch, "get_autocast_dtype"): return torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
     return torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()          # torch < 2.4
 
+# %% ../../nbs/09_models.tacotron2.ipynb #4672ffca
 class CudaGraphCache:
-    "Graphed `_losses` of a `Tacotron2Controllable`: one capture per padded batch shape, up to `max_graphs`, then eager; one memory pool."
+    ("Graphed `_losses` of a `Tacotron2Controllable`: one capture per padded batch shape, up to `max_graphs`, "
+     "then eager; one memory pool.")
     def __init__(self, model, pad_tokens: int = 16, pad_frames: int = 32, max_graphs: int = 64):
-        if min(pad_tokens, pad_frames, max_graphs) < 1: raise ValueError("pad_tokens, pad_frames and max_graphs must be >= 1")
+        if min(pad_tokens, pad_frames, max_graphs) < 1:
+            raise ValueError("pad_tokens, pad_frames and max_graphs must be >= 1")
         self.model, self.pad_tokens, self.max_graphs = model, pad_tokens, max_graphs
         self.pad_frames = math.lcm(pad_frames, model.reduction_factor)
         self.graphs, self.pool, self.captures, self.eager_steps = {}, None, 0, 0
@@ -276,29 +316,37 @@ class CudaGraphCache:
         xs = F.pad(xs, (0, -xs.size(1) % self.pad_tokens), value=self.model.padding_idx)
         return (xs, ilens, F.pad(feats, (0, 0, 0, -feats.size(1) % self.pad_frames)), olens, *cond)
 
-    def __call__(self, *args):
-        args = self.pad(*args)
-        key = tuple((tuple(a.shape), a.dtype, a.requires_grad) for a in args) + _cuda_autocast()
-        g = self.graphs.get(key)
-        if g is None and len(self.graphs) >= self.max_graphs:   # full: run new shapes eagerly (evicting would recapture forever)
-            if not self.eager_steps:
-                warnings.warn(f"CUDA graphs: {self.max_graphs} batch shapes captured, further shapes run eagerly; a fixed "
-                              "batch size (e.g. batch_type folded) makes fewer shapes, or raise max_graphs")
-            self.eager_steps += 1
-            return self.model._losses(*args, static=True)
-        if g is None:
-            if self.pool is None: self.pool = torch.cuda.graph_pool_handle()
-            cache = torch.is_autocast_cache_enabled(); torch.set_autocast_cache_enabled(False)   # no cast copies baked in
-            try: g = self.graphs[key] = GraphedLoss(lambda *a: self.model._losses(*a, static=True), args, self.model, pool=self.pool)
-            finally: torch.set_autocast_cache_enabled(cache)
-            self.captures += 1
-        return g(*args)
-
+# %% ../../nbs/09_models.tacotron2.ipynb #55ee2a15
 @patch
 def cuda_graphs(self: Tacotron2Controllable, enable: bool = True, **kw) -> Tacotron2Controllable:
-    "Run training steps on CUDA as captured graphs (`CudaGraphCache` options in `kw`), or back to eager with `enable=False`."
+    ("Run training steps on CUDA as captured graphs (`CudaGraphCache` options in `kw`), "
+     "or back to eager with `enable=False`.")
     self.__dict__["_graphs"] = CudaGraphCache(self, **kw) if enable else None
     return self
+
+# %% ../../nbs/09_models.tacotron2.ipynb #a4ca6392
+@patch
+def __call__(self: CudaGraphCache, *args):
+    args = self.pad(*args)
+    key = tuple((tuple(a.shape), a.dtype, a.requires_grad) for a in args) + _cuda_autocast()
+    g = self.graphs.get(key)
+    # full: run new shapes eagerly (evicting would recapture forever)
+    if g is None and len(self.graphs) >= self.max_graphs:
+        if not self.eager_steps:
+            warnings.warn(f"CUDA graphs: {self.max_graphs} batch shapes captured, further shapes run eagerly; a fixed "
+                          "batch size (e.g. batch_type folded) makes fewer shapes, or raise max_graphs")
+        self.eager_steps += 1
+        return self.model._losses(*args, static=True)
+    if g is None:
+        if self.pool is None: self.pool = torch.cuda.graph_pool_handle()
+        cache = torch.is_autocast_cache_enabled()
+        torch.set_autocast_cache_enabled(False)   # no cast copies baked in
+        try:
+            g = self.graphs[key] = GraphedLoss(lambda *a: self.model._losses(*a, static=True), args, self.model,
+                                               pool=self.pool)
+        finally: torch.set_autocast_cache_enabled(cache)
+        self.captures += 1
+    return g(*args)
 
 # %% ../../nbs/09_models.tacotron2.ipynb #a782b938
 @patch
@@ -306,19 +354,23 @@ def cuda_graphs(self: Tacotron2Controllable, enable: bool = True, **kw) -> Tacot
 def inference_batch(self: Tacotron2Controllable, text, text_lengths, emo_labs=None, emo_feats=None, ref_feats=None,
                     ref_feats_lengths=None, threshold=0.5, minlenratio=0.0, maxlenratio=10.0, use_att_constraint=False,
                     backward_window=1, forward_window=3, cuda_graph=False, quantize=None):
-    "Synthesise a padded batch -> dict(feat_gen (B, L, odim), prob (B, L), att_w (B, L/r, T+1), feat_lengths (B,), + conditioning used)."
+    ("Synthesise a padded batch -> dict(feat_gen (B, L, odim), prob (B, L), att_w (B, L/r, T+1), feat_lengths (B,), "
+     "+ conditioning used).")
     text = text[:, :int(text_lengths.max())]
     self._check_text(text, text_lengths)
     if ref_feats is not None and ref_feats_lengths is None:
-        ref_feats_lengths = torch.full((ref_feats.size(0),), ref_feats.size(1), dtype=torch.long, device=ref_feats.device)
+        ref_feats_lengths = torch.full((ref_feats.size(0),), ref_feats.size(1), dtype=torch.long,
+                                       device=ref_feats.device)
     xs, ilens = self._add_eos(text, text_lengths)
     cond, _, used = self._condition(text.size(0), emo_labs, emo_feats, ref_feats, ref_feats_lengths, infer=True)
     hs, hlens = self.enc(xs, ilens, mask_pad=True)
     hs, dec_cond = self._fuse(hs, cond)
-    outs, probs, att_ws, olens = self.dec.inference(hs, hlens, dec_cond, threshold, minlenratio, maxlenratio, use_att_constraint,
-                                                    backward_window, forward_window, cuda_graph, quantize=quantize)
+    outs, probs, att_ws, olens = self.dec.inference(hs, hlens, dec_cond, threshold, minlenratio, maxlenratio,
+                                                    use_att_constraint, backward_window, forward_window, cuda_graph,
+                                                    quantize=quantize)
     return dict(feat_gen=outs, prob=probs, att_w=att_ws, feat_lengths=olens, **used)
 
+# %% ../../nbs/09_models.tacotron2.ipynb #1286a3f0
 @patch
 @torch.no_grad()
 def inference(self: Tacotron2Controllable, text, emo_labs=None, emo_feats=None, ref_feats=None, threshold=0.5,
@@ -335,7 +387,8 @@ def inference(self: Tacotron2Controllable, text, emo_labs=None, emo_feats=None, 
     one = lambda d: {k: v[0] for k, v in d.items()}
     if use_teacher_forcing:
         if feats is None: raise ValueError("use_teacher_forcing needs feats (L, odim)")
-        self._check_text(text[None], tl); self._check_feats(feats[None], torch.tensor([feats.size(0)]))
+        self._check_text(text[None], tl)
+        self._check_feats(feats[None], torch.tensor([feats.size(0)]))
         xs, ilens = self._add_eos(text[None], tl)
         cond, _, used = self._condition(1, emo_labs, emo_feats, ref, rl, infer=True)
         after, _, _, att_ws = self._forward(xs, ilens, feats[None], cond)
@@ -354,28 +407,35 @@ def _cond_columns(self: Tacotron2Controllable) -> dict:
     C, E, dec = self.cond_total, self.enc.odim, self.dec
     if not C or (self.fusion == "attention" and self.attention_fusion == "add"): return {}
     lstm0 = "dec.lstm.0.cell.weight_ih" if hasattr(dec.lstm[0], "cell") else "dec.lstm.0.weight_ih"
-    if self.fusion == "decoder": return {lstm0: E + (dec.prenet.prenet[-1][0].out_features if dec.prenet is not None else self.odim)}
+    if self.fusion == "decoder":
+        return {lstm0: E + (dec.prenet.prenet[-1][0].out_features if dec.prenet is not None else self.odim)}
     cols = {"dec.att.mlp_enc.weight": E, lstm0: E}
     if hasattr(dec.att, "mlp_ta"): cols["dec.att.mlp_ta.weight"] = E
     if dec.use_concate: cols.update({"dec.feat_out.weight": dec.dunits + E, "dec.prob_out.weight": dec.dunits + E})
     return cols
 
+# %% ../../nbs/09_models.tacotron2.ipynb #372db648
 @patch
 def load_espnet_state_dict(self: Tacotron2Controllable, state_dict: dict, prefix: str = "tts.") -> list:
-    "Load an ESPnet2 Tacotron2 state dict (keys `prefix`-ed or bare); returns the names left to their new initialisation."
+    ("Load an ESPnet2 Tacotron2 state dict (keys `prefix`-ed or bare); "
+     "returns the names left to their new initialisation.")
     if any(k.startswith(prefix) for k in state_dict):
         state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
     own, cols, C, new = self.state_dict(), self._cond_columns(), self.cond_total, {}
     unexpected = [k for k in state_dict if k not in own]
-    if unexpected: raise ValueError(f"parameters not in this model: {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    if unexpected:
+        raise ValueError(f"parameters not in this model: {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
     for k, v in state_dict.items():
         if k in cols and v.dim() == 2 and v.size(1) + C == own[k].size(1):
-            s = cols[k]; v = torch.cat([v[:, :s], v.new_zeros(v.size(0), C), v[:, s:]], dim=1)
-        if v.shape != own[k].shape: raise ValueError(f"{k}: checkpoint shape {tuple(v.shape)} does not fit the model's {tuple(own[k].shape)}")
+            s = cols[k]
+            v = torch.cat([v[:, :s], v.new_zeros(v.size(0), C), v[:, s:]], dim=1)
+        if v.shape != own[k].shape:
+            raise ValueError(f"{k}: checkpoint shape {tuple(v.shape)} does not fit the model's {tuple(own[k].shape)}")
         new[k] = v
     missing = [k for k in own if k not in new]
     if hasattr(self, "cond_proj"):
-        new.update({"cond_proj.weight": torch.zeros_like(own["cond_proj.weight"]), "cond_proj.bias": torch.zeros_like(own["cond_proj.bias"])})
+        new.update({"cond_proj.weight": torch.zeros_like(own["cond_proj.weight"]),
+                    "cond_proj.bias": torch.zeros_like(own["cond_proj.bias"])})
     self.load_state_dict(new, strict=False)
     return missing
 
@@ -390,12 +450,14 @@ TTS_BENCH_SIZES = {
 }
 ESPNET2_MISSING = "espnet2 not importable: pip install --no-deps espnet typeguard"
 
+# %% ../../nbs/09_models.tacotron2.ipynb #cfdaa3be
 def _bench_conf(size) -> tuple[str, dict]:
     if isinstance(size, dict): return "custom", dict(size)
     if size not in TTS_BENCH_SIZES:
         raise ValueError(f"size={size!r}; choose one of {list(TTS_BENCH_SIZES)} or give a dict of Tacotron2 arguments")
     return size, dict(TTS_BENCH_SIZES[size])
 
+# %% ../../nbs/09_models.tacotron2.ipynb #dcfaf820
 def _bench_models(conf, idim, odim, seed, peer, device):
     "-> (emonb model, ESPnet2 model or None, note): same random weights when ESPnet2 is there."
     esp, note = None, ""
@@ -408,38 +470,47 @@ def _bench_models(conf, idim, odim, seed, peer, device):
     if esp is not None: ours.load_espnet_state_dict(esp.state_dict())
     return ours, esp, note
 
+# %% ../../nbs/09_models.tacotron2.ipynb #96c3497d
 def _bench_batch(batch_size, n_tokens, n_frames, idim, odim, seed, device):
     "Random ids and frames; lengths fall linearly from the maximum to 3/4 of it (sorted, as ESPnet2 expects)."
     g = torch.Generator().manual_seed(seed)
     tl = torch.linspace(n_tokens, max(1, 3 * n_tokens // 4), batch_size).long()
     fl = torch.linspace(n_frames, max(1, 3 * n_frames // 4), batch_size).long()
-    text = torch.randint(1, idim - 1, (batch_size, n_tokens), generator=g) * (torch.arange(n_tokens)[None] < tl[:, None])
-    feats = torch.randn(batch_size, n_frames, odim, generator=g) * (torch.arange(n_frames)[None, :, None] < fl[:, None, None])
+    text = (torch.randint(1, idim - 1, (batch_size, n_tokens), generator=g)
+            * (torch.arange(n_tokens)[None] < tl[:, None]))
+    feats = (torch.randn(batch_size, n_frames, odim, generator=g)
+             * (torch.arange(n_frames)[None, :, None] < fl[:, None, None]))
     return [t.to(device) for t in (text, tl, feats, fl)]
 
+# %% ../../nbs/09_models.tacotron2.ipynb #c4b63219
 def _sync(device):
     if str(device).startswith("cuda"): torch.cuda.synchronize()
 
 def _speed(frames, times):
     return dict(frames_per_s=frames / statistics.median(times), best_frames_per_s=frames / min(times), times_s=times)
 
-# %% ../../nbs/09_models.tacotron2.ipynb #cfdaa3be
+# %% ../../nbs/09_models.tacotron2.ipynb #cc149c1b
 def _variants(ours, device, cuda_graph) -> dict:
     "emonb eager, plus a twin with the same weights that runs CUDA graphs (on CUDA, unless `cuda_graph` is False)."
     on_cuda = str(device).startswith("cuda")
     if cuda_graph and not on_cuda: raise ValueError(f"cuda_graph=True needs device='cuda', got {device!r}")
-    return {"emonb": ours} | ({"emonb_graph": copy.deepcopy(ours).cuda_graphs()} if (on_cuda and cuda_graph is not False) else {})
+    return {"emonb": ours} | ({"emonb_graph": copy.deepcopy(ours).cuda_graphs()}
+                              if (on_cuda and cuda_graph is not False) else {})
 
+# %% ../../nbs/09_models.tacotron2.ipynb #4109aab3
 def _ratios(row, esp):
-    "speedup (and speedup_graph, speedup_int8): median over repeats of ESPnet2's time over emonb's (same frames); None without ESPnet2."
+    ("speedup (and speedup_graph, speedup_int8): median over repeats of ESPnet2's time over emonb's (same frames); "
+     "None without ESPnet2.")
     for k in [k for k in ("emonb", "emonb_graph", "emonb_int8") if k in row]:
         row["speedup" + k[5:]] = (statistics.median(e / o for e, o in zip(row["espnet2"]["times_s"], row[k]["times_s"]))
                                   if esp is not None else None)
     return row
 
+# %% ../../nbs/09_models.tacotron2.ipynb #6641f8d6
 def bench_tts_train(size="default", batch_size=8, n_tokens=80, n_frames=400, steps=3, device="cpu", peer=True,
                     seed=0, idim=80, odim=80, cuda_graph=None) -> dict:
-    "Training speed (fwd + bwd + Adam step, target frames/s) of emonb (eager; CUDA graphs on CUDA) vs ESPnet2, same weights and batch."
+    ("Training speed (fwd + bwd + Adam step, target frames/s) of emonb (eager; CUDA graphs on CUDA) vs ESPnet2, "
+     "same weights and batch.")
     name, conf = _bench_conf(size)
     ours, esp, note = _bench_models(conf, idim, odim, seed, peer, device)
     text, tl, feats, fl = _bench_batch(batch_size, n_tokens, n_frames, idim, odim, seed, device)
@@ -448,31 +519,41 @@ def bench_tts_train(size="default", batch_size=8, n_tokens=80, n_frames=400, ste
     times = {k: [] for k in models}
     for i in range(steps + 1):                                   # step 0 is the warm-up (and the graph capture)
         for k, m in models.items():
-            torch.manual_seed(seed + i); _sync(device); t0 = time.perf_counter()
-            opts[k].zero_grad(); m(text, tl, feats, fl)[0].backward(); opts[k].step()
+            torch.manual_seed(seed + i)
+            _sync(device)
+            t0 = time.perf_counter()
+            opts[k].zero_grad()
+            m(text, tl, feats, fl)[0].backward()
+            opts[k].step()
             _sync(device)
             if i: times[k].append(time.perf_counter() - t0)
     frames = int(fl.sum())
-    res = dict(task="train", size=name, conf=conf, device=str(device), threads=torch.get_num_threads(), batch_size=batch_size,
-               n_tokens=n_tokens, n_frames=n_frames, frames=frames)
+    res = dict(task="train", size=name, conf=conf, device=str(device), threads=torch.get_num_threads(),
+               batch_size=batch_size, n_tokens=n_tokens, n_frames=n_frames, frames=frames)
     res |= {k: _speed(frames, t) for k, t in times.items() if k != "espnet2"}
     res["espnet2"] = _speed(frames, times["espnet2"]) if esp is not None else dict(error=note or "not run (peer=False)")
     return _ratios(res, esp)
 
 # %% ../../nbs/09_models.tacotron2.ipynb #509c6259
-def bench_tts_inference(size="default", batch_sizes=(1, 8), n_tokens=80, n_frames=400, repeats=3, device="cpu", peer=True,
-                        seed=0, idim=80, odim=80, cuda_graph=None, int8=None, hop_length=256, fs=22050) -> dict:
-    "Inference speed (frames/s, and real-time factor at `hop_length`/`fs`) of emonb (float; CUDA graphs on CUDA, int8 weights on CPU) vs ESPnet2 per batch size."
+def bench_tts_inference(size="default", batch_sizes=(1, 8), n_tokens=80, n_frames=400, repeats=3, device="cpu",
+                        peer=True, seed=0, idim=80, odim=80, cuda_graph=None, int8=None, hop_length=256,
+                        fs=22050) -> dict:
+    ("Inference speed (frames/s, and real-time factor at `hop_length`/`fs`) of emonb (float; CUDA graphs on CUDA, "
+     "int8 weights on CPU) vs ESPnet2 per batch size.")
     name, conf = _bench_conf(size)
     ours, esp, note = _bench_models(conf, idim, odim, seed, peer, device)
-    ours.eval(); esp = esp.eval() if esp is not None else None
+    ours.eval()
+    esp = esp.eval() if esp is not None else None
     if int8 is None: int8 = str(device) == "cpu" and hasattr(torch.ops.aten, "_weight_int8pack_mm")
     kw = dict(threshold=2.0, maxlenratio=n_frames / (n_tokens + 1))            # never stops early: fixed lengths
     def run_ours(text, tl, **opts): return int(ours.inference_batch(text, tl, **kw, **opts)["feat_lengths"].sum())
     def run_esp(text, tl):
-        with torch.no_grad(): return sum(esp.inference(text[j, :int(tl[j])], **kw)["feat_gen"].size(0) for j in range(len(tl)))
-    runs = {"emonb": run_ours} | ({"emonb_graph": lambda t, l: run_ours(t, l, cuda_graph=True)} if len(_variants(ours, device, cuda_graph)) > 1 else {})
-    runs |= ({"emonb_int8": lambda t, l: run_ours(t, l, quantize="int8")} if int8 else {}) | ({"espnet2": run_esp} if esp is not None else {})
+        with torch.no_grad():
+            return sum(esp.inference(text[j, :int(tl[j])], **kw)["feat_gen"].size(0) for j in range(len(tl)))
+    runs = {"emonb": run_ours} | ({"emonb_graph": lambda t, l: run_ours(t, l, cuda_graph=True)}
+                                  if len(_variants(ours, device, cuda_graph)) > 1 else {})
+    runs |= (({"emonb_int8": lambda t, l: run_ours(t, l, quantize="int8")} if int8 else {})
+             | ({"espnet2": run_esp} if esp is not None else {}))
     out = dict(task="inference", size=name, conf=conf, device=str(device), threads=torch.get_num_threads(),
                n_tokens=n_tokens, n_frames=n_frames, hop_length=hop_length, fs=fs, results=[])
     for bs in batch_sizes:
@@ -480,13 +561,18 @@ def bench_tts_inference(size="default", batch_sizes=(1, 8), n_tokens=80, n_frame
         times, frames = {k: [] for k in runs}, {}
         for i in range(repeats + 1):                                           # repeat 0 is the warm-up
             for k, run in runs.items():
-                torch.manual_seed(seed); _sync(device); t0 = time.perf_counter()
-                frames[k] = run(text, tl); _sync(device)
+                torch.manual_seed(seed)
+                _sync(device)
+                t0 = time.perf_counter()
+                frames[k] = run(text, tl)
+                _sync(device)
                 if i: times[k].append(time.perf_counter() - t0)
-        if len(set(frames.values())) > 1: raise RuntimeError(f"frames made per run differ, {frames}: the runs are not comparable")
+        if len(set(frames.values())) > 1:
+            raise RuntimeError(f"frames made per run differ, {frames}: the runs are not comparable")
         row = dict(batch_size=bs, frames=frames["emonb"])
         for k, t in times.items():
-            row[k] = _speed(frames[k], t); row[k]["rtf"] = statistics.median(t) / (frames[k] * hop_length / fs)
+            row[k] = _speed(frames[k], t)
+            row[k]["rtf"] = statistics.median(t) / (frames[k] * hop_length / fs)
         if esp is None: row["espnet2"] = dict(error=note or "not run (peer=False)")
         out["results"].append(_ratios(row, esp))
     return out
@@ -494,7 +580,8 @@ def bench_tts_inference(size="default", batch_sizes=(1, 8), n_tokens=80, n_frame
 # %% ../../nbs/09_models.tacotron2.ipynb #9dafbe7f
 def format_bench(*results: dict) -> str:
     "Markdown table of `bench_tts_train` / `bench_tts_inference` results (median frames/s; RTF of emonb for inference)."
-    rows = ["| size | device | task | batch | emonb frames/s | ESPnet2 frames/s | speedup | emonb RTF |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| size | device | task | batch | emonb frames/s | ESPnet2 frames/s | speedup | emonb RTF |",
+            "|---|---|---|---|---|---|---|---|"]
     def fmt(r): return f"{r['frames_per_s']:.0f}" if "frames_per_s" in r else r.get("error", "")
     for res in results:
         for r in [res] if res["task"] == "train" else res["results"]:
@@ -502,6 +589,6 @@ def format_bench(*results: dict) -> str:
                 if k not in r: continue
                 sp = r["speedup" + k[5:]]
                 rtf = f"{r[k]['rtf']:.4f}" if "rtf" in r[k] else "-"
-                rows.append(f"| {res['size']} | {res['device']} | {res['task']}{label} | {r['batch_size']} | {fmt(r[k])} | "
-                            f"{fmt(r['espnet2'])} | {'-' if sp is None else f'{sp:.2f}x'} | {rtf} |")
+                rows.append(f"| {res['size']} | {res['device']} | {res['task']}{label} | {r['batch_size']} | "
+                            f"{fmt(r[k])} | {fmt(r['espnet2'])} | {'-' if sp is None else f'{sp:.2f}x'} | {rtf} |")
     return "\n".join(rows)
