@@ -16,7 +16,7 @@ from .data.dataset import SoundReader, read_2column_text
 from .inference import Synthesis, Text2Speech, base_voice_dir
 
 # %% auto #0
-__all__ = ['PLOT_PX', 'PLOT_DPI', 'CONDITIONING_KEYS', 'format_mixture', 'corpus_references', 'read_upload', 'upload_item',
+__all__ = ['PLOT_PX', 'PLOT_DPI', 'CONDITIONING_KEYS', 'format_mixture', 'corpus_references', 'upload_item', 'read_upload',
            'EmotionControlUI', 'describe_sources', 'wav_bytes']
 
 # %% ../nbs/16_widgets.ipynb #1d34e386
@@ -42,19 +42,20 @@ def corpus_references(data_dir="eval") -> dict:
     return {u: dict(path=wavs.audio_path(u), text=text.get(u), emotion=emo.get(u)) for u in wavs.keys()}
 
 # %% ../nbs/16_widgets.ipynb #e952a06d
-def read_upload(item) -> tuple[str, np.ndarray, int]:
-    "`(name, waveform (channels, T), rate)` of one `FileUpload` value entry; an error names the file."
-    name = item.get("name", "<upload>")
-    try: y, sr = sf.read(io.BytesIO(bytes(item["content"])), dtype="float32", always_2d=True)
-    except Exception as e: raise ValueError(f"uploaded file {name!r}: cannot read it as audio ({e})") from None
-    return name, y.T, int(sr)
-
 def upload_item(path_or_bytes, name: str | None = None) -> dict:
     "A `FileUpload` value entry for a file or bytes (what the browser sends), e.g. to feed a `FileUpload` from code."
     data = Path(path_or_bytes).read_bytes() if isinstance(path_or_bytes, (str, Path)) else bytes(path_or_bytes)
     name = name or (Path(path_or_bytes).name if isinstance(path_or_bytes, (str, Path)) else "upload.wav")
     return dict(name=name, type="audio/" + name.rsplit(".", 1)[-1], size=len(data), content=memoryview(data),
                 last_modified=datetime.datetime.now(datetime.timezone.utc))
+
+# %% ../nbs/16_widgets.ipynb #a3df5d10
+def read_upload(item) -> tuple[str, np.ndarray, int]:
+    "`(name, waveform (channels, T), rate)` of one `FileUpload` value entry; an error names the file."
+    name = item.get("name", "<upload>")
+    try: y, sr = sf.read(io.BytesIO(bytes(item["content"])), dtype="float32", always_2d=True)
+    except Exception as e: raise ValueError(f"uploaded file {name!r}: cannot read it as audio ({e})") from None
+    return name, y.T, int(sr)
 
 # %% ../nbs/16_widgets.ipynb #08eb416d
 class EmotionControlUI:
@@ -79,19 +80,14 @@ class EmotionControlUI:
         self.widget = self._layout()
         self.refresh()
 
-    def __repr__(self): return f"EmotionControlUI({self.t2s!r})"
-    def _repr_mimebundle_(self, **kwargs):
-        "Shown as its widget (`ui` as the last line of a cell, or `display(ui)`)."
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        return {**bundle, "text/plain": repr(self)} if isinstance(bundle, dict) else bundle
-
-# %% ../nbs/16_widgets.ipynb #f15f82f1
+# %% ../nbs/16_widgets.ipynb #843d84a9
 def _look(label_px: int, width_px: int) -> dict:
     "Style and a fresh layout (each widget its own) for a control with a `label_px` wide description."
     return dict(style={"description_width": f"{label_px}px"}, layout=W.Layout(width=f"{width_px}px"))
 
 _SLIDER = dict(min=0.0, max=1.0, continuous_update=False)
 
+# %% ../nbs/16_widgets.ipynb #8e0ee538
 @patch
 def _build_emotion(self: EmotionControlUI):
     first = "neutral" if "neutral" in self.t2s.emotions else self.t2s.emotions[0]
@@ -135,6 +131,7 @@ def _build_reference(self: EmotionControlUI, references):
     self.ref_upload.observe(self._on_upload, "value")
     self.ref_text.observe(self._on_transcript, "value")
 
+# %% ../nbs/16_widgets.ipynb #e2dc4ded
 @patch
 def _on_reference(self: EmotionControlUI, change=None):
     key = self.ref_choice.value
@@ -144,6 +141,7 @@ def _on_reference(self: EmotionControlUI, change=None):
     finally: self._switching = False
     self.refresh()
 
+# %% ../nbs/16_widgets.ipynb #28fc335a
 @patch
 def _on_transcript(self: EmotionControlUI, change=None):
     "A typed transcript belongs to the chosen reference, and changes its measured speaking rate."
@@ -151,6 +149,7 @@ def _on_transcript(self: EmotionControlUI, change=None):
     if self.ref_choice.value: self._transcripts[self.ref_choice.value] = self.ref_text.value
     self.refresh()
 
+# %% ../nbs/16_widgets.ipynb #c07de20c
 @patch
 def _on_upload(self: EmotionControlUI, change):
     for item in change["new"]:
@@ -165,6 +164,7 @@ def _on_upload(self: EmotionControlUI, change):
         if self.ref_choice.value == key: self._on_reference()
         else: self.ref_choice.value = key
 
+# %% ../nbs/16_widgets.ipynb #207105cb
 @patch
 def reference(self: EmotionControlUI):
     "The chosen reference as `Text2Speech` takes it: a path, `(waveform, rate)`, or None."
@@ -173,7 +173,13 @@ def reference(self: EmotionControlUI):
     if key.startswith("upload:"): return self._uploads[key]
     return None
 
-# %% ../nbs/16_widgets.ipynb #e2dc4ded
+# %% ../nbs/16_widgets.ipynb #5e1797b4
+@patch
+def _on_constraint(self: EmotionControlUI, change=None):
+    for k in ("backward_window", "forward_window"):
+        self.decode[k].disabled = not self.decode["use_att_constraint"].value
+
+# %% ../nbs/16_widgets.ipynb #bd872e8b
 @patch
 def _build_decode(self: EmotionControlUI, n_iter, seed):
     d, look = self.t2s.decode_defaults, lambda: _look(140, 420)
@@ -195,12 +201,7 @@ def _build_decode(self: EmotionControlUI, n_iter, seed):
     self.decode["use_att_constraint"].observe(self._on_constraint, "value")
     self._on_constraint()
 
-@patch
-def _on_constraint(self: EmotionControlUI, change=None):
-    for k in ("backward_window", "forward_window"):
-        self.decode[k].disabled = not self.decode["use_att_constraint"].value
-
-# %% ../nbs/16_widgets.ipynb #28fc335a
+# %% ../nbs/16_widgets.ipynb #b29c2ae0
 PLOT_PX, PLOT_DPI = (900, 660), 100                     # the plot's size on screen, drawn at exactly that many pixels
 
 @patch
@@ -213,6 +214,7 @@ def _build_output(self: EmotionControlUI):
     self.stale = W.HTML()                        # says so when the outputs below are from an earlier request
     self.plot = W.Image(format="png", layout=W.Layout(display="none", width=f"{PLOT_PX[0]}px"))
 
+# %% ../nbs/16_widgets.ipynb #81bfb220
 @patch
 def _layout(self: EmotionControlUI) -> W.Widget:
     box = lambda title, *ws: W.VBox([W.HTML(f"<b>{title}</b>"), *ws], layout=W.Layout(margin="0 16px 0 0"))
@@ -225,7 +227,7 @@ def _layout(self: EmotionControlUI) -> W.Widget:
     return W.VBox([self.text, tabs, W.HBox([self.button, self.status]), self.stale,
                    W.HBox([self.audio, self.factor_table]), self.plot])
 
-# %% ../nbs/16_widgets.ipynb #c07de20c
+# %% ../nbs/16_widgets.ipynb #ebab4e60
 @patch
 def weights(self: EmotionControlUI) -> dict:
     "The emotion sliders as `{emotion: weight}` (not normalised)."
@@ -238,11 +240,13 @@ def label(self: EmotionControlUI) -> dict:
     total = sum(w.values())
     return {e: v / total for e, v in w.items()} if total > 0 else w
 
+# %% ../nbs/16_widgets.ipynb #034337b2
 @patch
 def overrides(self: EmotionControlUI) -> dict:
     "The overridden factors as `{factor: value}`."
     return {f: s.value for f, s in self.factor_sliders.items() if self.factor_override[f].value}
 
+# %% ../nbs/16_widgets.ipynb #ce2b82c9
 @patch
 def request(self: EmotionControlUI) -> dict:
     "The keyword arguments of the `Text2Speech` call the widgets describe."
@@ -251,7 +255,7 @@ def request(self: EmotionControlUI) -> dict:
     if self.overrides(): req["emo_feats"] = self.overrides()
     return {**req, **{k: w.value for k, w in self.decode.items()}}
 
-# %% ../nbs/16_widgets.ipynb #c8ab639f
+# %% ../nbs/16_widgets.ipynb #2329e40a
 def describe_sources(sources: dict, factor_names) -> str:
     "One line saying where the factors not overridden come from, e.g. `'reference (speaking_rate: predicted)'`."
     kinds = {}
@@ -261,6 +265,9 @@ def describe_sources(sources: dict, factor_names) -> str:
     main = max(kinds, key=lambda k: len(kinds[k]))
     rest = "; ".join(f"{', '.join(fs)}: {k}" for k, fs in kinds.items() if k != main)
     return main + (f" ({rest})" if rest else "")
+
+# %% ../nbs/16_widgets.ipynb #a21de816
+CONDITIONING_KEYS = ("ref_audio", "ref_text", "emo_labs", "intensity", "emo_feats")
 
 @patch
 def refresh(self: EmotionControlUI, change=None):
@@ -281,9 +288,96 @@ def refresh(self: EmotionControlUI, change=None):
         if not self.factor_override[f].value: self.factor_sliders[f].value = v
     return c
 
-CONDITIONING_KEYS = ("ref_audio", "ref_text", "emo_labs", "intensity", "emo_feats")
+# %% ../nbs/16_widgets.ipynb #e30410fa
+@patch
+def __repr__(self: EmotionControlUI): return f"EmotionControlUI({self.t2s!r})"
+
+@patch
+def _repr_mimebundle_(self: EmotionControlUI, **kwargs):
+    "Shown as its widget (`ui` as the last line of a cell, or `display(ui)`)."
+    bundle = self.widget._repr_mimebundle_(**kwargs)
+    return {**bundle, "text/plain": repr(self)} if isinstance(bundle, dict) else bundle
 
 # %% ../nbs/16_widgets.ipynb #2fed5e28
+@patch
+def measure(self: EmotionControlUI, out: Synthesis) -> dict:
+    ("Measured on `out.wav`: `times`, `f0` (Hz, NaN where unvoiced) and the normalised `factors` (NaN where "
+     "unmeasurable).")
+    P, names = self.t2s.prosody, self.t2s.factor_names
+    factors = np.full(len(names), np.nan, np.float32)
+    if len(out.wav) < P.n_fft: return dict(times=np.zeros(0), f0=np.zeros(0), factors=factors)
+    tr = P.frames(out.wav)
+    if self.t2s.normalizer is not None: factors = self.t2s.measure_factors(out.wav, out.text)[0]
+    return dict(times=np.arange(len(tr["f0"])) * P.hop_length / P.fs, f0=np.where(tr["voiced"], tr["f0"], np.nan),
+                factors=factors)
+
+# %% ../nbs/16_widgets.ipynb #2b5938f4
+@patch
+def _show_error(self: EmotionControlUI, e: Exception):
+    self.error = e
+    self.status.value = f"<span style='color:#b00020'><b>{type(e).__name__}:</b> {html.escape(str(e))}</span>"
+    if self.result is not None:
+        self.stale.value = ("<small style='color:#a65e00'>⚠ the audio, table and plots below are from the last "
+                            "synthesis that worked, not from this request</small>")
+
+# %% ../nbs/16_widgets.ipynb #7c6639dc
+def wav_bytes(wav, fs: int) -> bytes:
+    "A waveform as 16-bit WAV file bytes (peak-normalised to 0.99 only if it would clip)."
+    y = np.asarray(wav, np.float32)
+    peak = float(np.abs(y).max()) if y.size else 0.0
+    if peak > 0.99: y = y * (0.99 / peak)
+    buf = io.BytesIO()
+    sf.write(buf, y, fs, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+# %% ../nbs/16_widgets.ipynb #75bffe90
+@patch
+def _factor_rows(self: EmotionControlUI, out: Synthesis, req: dict) -> list[dict]:
+    src = {k: "override" if v == "request" else v for k, v in out.conditioning.get("sources", {}).items()}
+    got = out.emo_feats if out.emo_feats is not None else np.full(len(self.t2s.factor_names), np.nan)
+    return [dict(factor=f, source=src.get(f, "–"), requested=float(got[i]),
+                 measured=float(self.measured["factors"][i]))
+            for i, f in enumerate(self.t2s.factor_names)]
+
+# %% ../nbs/16_widgets.ipynb #7fd0cfa9
+@patch
+def _table_html(self: EmotionControlUI, rows: list[dict]) -> str:
+    num = lambda x: "–" if not np.isfinite(x) else f"{x:.2f}" + ("▲" if x > 1 else "▼" if x < 0 else "")
+    td = "<td style='padding:1px 8px;text-align:{}'>{}</td>"
+    body = "".join("<tr>" + td.format("left", r["factor"]) + td.format("left", r["source"])
+                   + td.format("right", num(r["requested"])) + td.format("right", num(r["measured"])) + "</tr>"
+                   for r in rows)
+    head = "".join(f"<th style='padding:1px 8px'>{h}</th>" for h in ("factor", "from", "requested", "measured"))
+    return (f"<table style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{body}</table>"
+            "<small>[0, 1] = the training set's 1st..99th percentile; a measured value beyond it is shown as it is, "
+            "marked ▲ (above) or ▼ (below)</small>")
+
+# %% ../nbs/16_widgets.ipynb #b84ef813
+@patch
+def plot_result(self: EmotionControlUI, out: Synthesis) -> Figure:
+    "Mel spectrogram, attention and F0 contour of `out` (with `self.measured`) as a matplotlib `Figure`."
+    fig = Figure(figsize=(PLOT_PX[0] / PLOT_DPI, PLOT_PX[1] / PLOT_DPI), layout="constrained")
+    ax = fig.subplots(3, 1)
+    ax[0].imshow(out.feat_gen.T, origin="lower", aspect="auto", cmap="magma")
+    ax[0].set(title=f"log-mel ({len(out.feat_gen)} frames)", ylabel="mel bin", xlabel="frame")
+    ax[1].imshow(out.att_w.T, origin="lower", aspect="auto", cmap="viridis", vmin=0)
+    ax[1].set(title="attention", ylabel="token", xlabel="decoder step")
+    m = self.measured or {}
+    ax[2].plot(m.get("times", []), m.get("f0", []), ".", ms=3)
+    ax[2].set(title="F0 (voiced frames)", ylabel="Hz", xlabel="s", xlim=(0, max(out.duration, 1e-3)))
+    return fig
+
+# %% ../nbs/16_widgets.ipynb #5035f6ea
+@patch
+def _show(self: EmotionControlUI, out: Synthesis, req: dict):
+    self.audio.value, self.audio.layout.display = wav_bytes(out.wav, out.fs), None
+    self.factor_rows = self._factor_rows(out, req)
+    self.factor_table.value = self._table_html(self.factor_rows)
+    buf = io.BytesIO()
+    self.plot_result(out).savefig(buf, format="png", dpi=PLOT_DPI)
+    self.plot.value, self.plot.layout.display = buf.getvalue(), None
+
+# %% ../nbs/16_widgets.ipynb #54de74fe
 @patch
 def synthesize(self: EmotionControlUI) -> Synthesis | None:
     ("Synthesise what the widgets say and show it; returns the `Synthesis`, or None (the error is in `status` and "
@@ -303,81 +397,7 @@ def synthesize(self: EmotionControlUI) -> Synthesis | None:
         self._show_error(e)
         return None
     finally: self.button.disabled = False
-    notes = list(dict.fromkeys(str(w.message) for w in caught))
-    if out.prob[-1] < req["threshold"]:
-        notes.append(f"no stop token: the decoder ran to maxlenratio ({len(out.feat_gen)} frames)")
+    notes = list(dict.fromkeys(str(w.message) for w in caught))       # `Text2Speech` says when there was no stop
     self.status.value = (f"<span style='color:#1b5e20'>✓ {out.duration:.2f} s, {len(out.feat_gen)} frames</span>"
                          + "".join(f"<br><span style='color:#a65e00'>⚠ {html.escape(n)}</span>" for n in notes))
     return out
-
-@patch
-def _show_error(self: EmotionControlUI, e: Exception):
-    self.error = e
-    self.status.value = f"<span style='color:#b00020'><b>{type(e).__name__}:</b> {html.escape(str(e))}</span>"
-    if self.result is not None:
-        self.stale.value = ("<small style='color:#a65e00'>⚠ the audio, table and plots below are from the last "
-                            "synthesis that worked, not from this request</small>")
-
-@patch
-def measure(self: EmotionControlUI, out: Synthesis) -> dict:
-    ("Measured on `out.wav`: `times`, `f0` (Hz, NaN where unvoiced) and the normalised `factors` (NaN where "
-     "unmeasurable).")
-    P, names = self.t2s.prosody, self.t2s.factor_names
-    factors = np.full(len(names), np.nan, np.float32)
-    if len(out.wav) < P.n_fft: return dict(times=np.zeros(0), f0=np.zeros(0), factors=factors)
-    tr = P.frames(out.wav)
-    if self.t2s.normalizer is not None: factors = self.t2s.measure_factors(out.wav, out.text)[0]
-    return dict(times=np.arange(len(tr["f0"])) * P.hop_length / P.fs, f0=np.where(tr["voiced"], tr["f0"], np.nan),
-                factors=factors)
-
-# %% ../nbs/16_widgets.ipynb #7c6639dc
-def wav_bytes(wav, fs: int) -> bytes:
-    "A waveform as 16-bit WAV file bytes (peak-normalised to 0.99 only if it would clip)."
-    y = np.asarray(wav, np.float32)
-    peak = float(np.abs(y).max()) if y.size else 0.0
-    if peak > 0.99: y = y * (0.99 / peak)
-    buf = io.BytesIO()
-    sf.write(buf, y, fs, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-@patch
-def _show(self: EmotionControlUI, out: Synthesis, req: dict):
-    self.audio.value, self.audio.layout.display = wav_bytes(out.wav, out.fs), None
-    self.factor_rows = self._factor_rows(out, req)
-    self.factor_table.value = self._table_html(self.factor_rows)
-    buf = io.BytesIO()
-    self.plot_result(out).savefig(buf, format="png", dpi=PLOT_DPI)
-    self.plot.value, self.plot.layout.display = buf.getvalue(), None
-
-@patch
-def _factor_rows(self: EmotionControlUI, out: Synthesis, req: dict) -> list[dict]:
-    src = {k: "override" if v == "request" else v for k, v in out.conditioning.get("sources", {}).items()}
-    got = out.emo_feats if out.emo_feats is not None else np.full(len(self.t2s.factor_names), np.nan)
-    return [dict(factor=f, source=src.get(f, "–"), requested=float(got[i]), measured=float(self.measured["factors"][i]))
-            for i, f in enumerate(self.t2s.factor_names)]
-
-@patch
-def _table_html(self: EmotionControlUI, rows: list[dict]) -> str:
-    num = lambda x: "–" if not np.isfinite(x) else f"{x:.2f}" + ("▲" if x > 1 else "▼" if x < 0 else "")
-    td = "<td style='padding:1px 8px;text-align:{}'>{}</td>"
-    body = "".join("<tr>" + td.format("left", r["factor"]) + td.format("left", r["source"])
-                   + td.format("right", num(r["requested"])) + td.format("right", num(r["measured"])) + "</tr>"
-                   for r in rows)
-    head = "".join(f"<th style='padding:1px 8px'>{h}</th>" for h in ("factor", "from", "requested", "measured"))
-    return (f"<table style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{body}</table>"
-            "<small>[0, 1] = the training set's 1st..99th percentile; a measured value beyond it is shown as it is, "
-            "marked ▲ (above) or ▼ (below)</small>")
-
-@patch
-def plot_result(self: EmotionControlUI, out: Synthesis) -> Figure:
-    "Mel spectrogram, attention and F0 contour of `out` (with `self.measured`) as a matplotlib `Figure`."
-    fig = Figure(figsize=(PLOT_PX[0] / PLOT_DPI, PLOT_PX[1] / PLOT_DPI), layout="constrained")
-    ax = fig.subplots(3, 1)
-    ax[0].imshow(out.feat_gen.T, origin="lower", aspect="auto", cmap="magma")
-    ax[0].set(title=f"log-mel ({len(out.feat_gen)} frames)", ylabel="mel bin", xlabel="frame")
-    ax[1].imshow(out.att_w.T, origin="lower", aspect="auto", cmap="viridis", vmin=0)
-    ax[1].set(title="attention", ylabel="token", xlabel="decoder step")
-    m = self.measured or {}
-    ax[2].plot(m.get("times", []), m.get("f0", []), ".", ms=3)
-    ax[2].set(title="F0 (voiced frames)", ylabel="Hz", xlabel="s", xlim=(0, max(out.duration, 1e-3)))
-    return fig
