@@ -47,7 +47,7 @@ class UsageError(Exception):
     "A mistake of the user's that a subcommand detected (reported without traceback)."
 
 # The exceptions reported as one line without a traceback: users' mistakes, not bugs.
-USER_ERRORS = (UsageError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+USER_ERRORS = (UsageError, ValueError, OSError)          # OSError: missing files, permissions, a full disk...
 
 # %% ../nbs/17_cli.ipynb #4ef31285
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

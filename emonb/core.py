@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #4a94d8d4
 from __future__ import annotations
-import os, re, random, argparse, pickle, tempfile, contextlib
+import errno, io, os, re, random, argparse, pickle, shutil, tempfile, contextlib
 from pathlib import Path
 import numpy as np
 import torch
@@ -89,20 +89,33 @@ def str_or_none(s):
     return None if s is None or str(s).strip().lower() in ("", "none", "null") else s
 
 # %% ../nbs/00_core.ipynb #0018ba9a
+def _write_error(e: OSError, path: Path, size: int) -> OSError:
+    "The `OSError` a user reads when writing `size` bytes to `path` failed with `e`."
+    kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = shutil.disk_usage(path.parent).free
+        return OSError(e.errno, f"no space left on the device holding {path}: it needs {size / 1e6:.1f} MB, "
+                                f"{free / 1e6:.1f} MB are free; {kept}")
+    return OSError(e.errno, f"could not write {path}: {e.strerror or e}; {kept}")
+
+# %% ../nbs/00_core.ipynb #7cb18fa3
 def atomic_save(obj, path) -> Path:
-    "`torch.save(obj)` to `path` atomically (temp file in the same dir, flush, fsync, `os.replace`)."
+    "`torch.save(obj)` to `path` atomically (serialised in memory, temp file in the same dir, fsync, `os.replace`)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(obj, buf)                       # in memory first: a disk error is an OSError with its size known
+    data = buf.getbuffer()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
         with contextlib.suppress(OSError): os.unlink(tmp)
-        if isinstance(e, OSError): raise OSError(e.errno, f"could not write {path}: {e.strerror or e}") from e
+        if isinstance(e, OSError): raise _write_error(e, path, len(data)) from None
         raise
     with contextlib.suppress(OSError):    # make the rename durable (not possible on every OS/filesystem)
         dfd = os.open(path.parent, os.O_RDONLY)

@@ -20,7 +20,7 @@ from .feats.prosody import FACTOR_NAMES, ProsodyNormalizer, extract_prosody
 
 # %% auto #0
 __all__ = ['emotion_models', 'FORMAT', 'JUDGE_ENCODER_CONF', 'check_vectors', 'EmotionModule', 'ProsodySER', 'Emo2Prosody',
-           'MaskedBatchNorm2d', 'StyleTokenLayer', 'ReferenceEncoder', 'MelSER', 'save_emotion_model',
+           'MaskedBatchNorm2d', 'StyleTokenLayer', 'ReferenceEncoder', 'check_lengths', 'MelSER', 'save_emotion_model',
            'load_emotion_model', 'prosody_split', 'train_prosody_ser', 'ser_scores', 'predict_prosody_ser',
            'train_emo2prosody', 'emo2prosody_mae', 'predict_mel_ser', 'train_mel_ser', 'default_judge_path',
            'train_judge', 'load_judge']
@@ -167,17 +167,20 @@ class ReferenceEncoder(nn.Module):
     def output_size(self) -> int: return self.out_dim
 
 # %% ../nbs/07_emotion.ipynb #08b2b5f9
+def check_lengths(lengths, B: int, T: int, what: str) -> torch.Tensor:
+    "Lengths `(B,)` on the CPU (all `T` when None), checked against the batch size and the padded length `T`."
+    lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else torch.as_tensor(lengths).long().cpu()
+    if lengths.shape != (B,): raise ValueError(f"{what} must have shape ({B},), got {tuple(lengths.shape)}")
+    if B and lengths.max() > T: raise ValueError(f"{what} {lengths.tolist()} exceed the padded length {T}")
+    return lengths
+
+# %% ../nbs/07_emotion.ipynb #0d17f02f
 @patch
 def _check(self: ReferenceEncoder, mel, lengths, uids):
     if mel.dim() != 3 or mel.shape[-1] != self.idim:
         raise ValueError(f"reference encoder: expected log-mel of shape (B, T, {self.idim}), got {tuple(mel.shape)}")
     B, T = mel.shape[:2]
-    lengths = (torch.full((B,), T, dtype=torch.long) if lengths is None
-               else torch.as_tensor(lengths).long().cpu())
-    if lengths.shape != (B,):
-        raise ValueError(f"reference encoder: lengths must have shape ({B},), got {tuple(lengths.shape)}")
-    if B and lengths.max() > T:
-        raise ValueError(f"reference encoder: lengths {lengths.tolist()} exceed the padded length {T}")
+    lengths = check_lengths(lengths, B, T, "reference encoder: lengths")
     for i in range(B):
         n = int(lengths[i])
         if n < self.min_frames:
@@ -247,12 +250,7 @@ def _speech_batch(self: MelSER, speech, speech_lengths, uids):
     if speech.dim() != 2:
         raise ValueError(f"expected waveforms of shape (B, T) or (T,), got {tuple(speech.shape)}")
     B, T = speech.shape
-    lengths = (torch.full((B,), T, dtype=torch.long) if speech_lengths is None
-               else torch.as_tensor(speech_lengths).long().cpu())
-    if lengths.shape != (B,):
-        raise ValueError(f"speech_lengths must have shape ({B},), got {tuple(lengths.shape)}")
-    if B and lengths.max() > T:
-        raise ValueError(f"speech_lengths {lengths.tolist()} exceed the padded length {T}")
+    lengths = check_lengths(speech_lengths, B, T, "speech_lengths")
     for i in range(B):
         n = int(lengths[i])
         if n < 1: raise ValueError(f"{_who(uids, i)}: the waveform has {n} samples")

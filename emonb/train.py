@@ -26,8 +26,8 @@ logger = logging.getLogger("emonb.train")
 __all__ = ['logger', 'FP32_MODULE_TYPES', 'CKPT_FORMAT', 'RESUME_MUTABLE', 'PREPARED_KEYS', 'PREPARED_ARGS', 'parse_criterion',
            'TrainerOptions', 'get_rng_state', 'set_rng_state', 'atomic_link', 'StatsAccumulator', 'Reporter',
            'keep_fp32', 'scheduler_interval', 'average_state_dicts', 'default_attention_fn', 'plot_attention',
-           'DistInfo', 'dist_info', 'init_distributed', 'Trainer', 'skip_batches', 'trainer_options', 'reuse_prepared',
-           'prepare_run', 'rebase_run_paths', 'train_main']
+           'DistInfo', 'dist_info', 'init_distributed', 'Trainer', 'skip_batches', 'load_checkpoint', 'trainer_options',
+           'reuse_prepared', 'prepare_run', 'rebase_run_paths', 'train_main']
 
 # %% ../nbs/12_train.ipynb #ad9decfc
 def parse_criterion(c, n: int = 3) -> tuple:
@@ -773,8 +773,13 @@ def _plot_attention(self: Trainer, epoch: int):
 def _save_epoch(self: Trainer, epoch: int):
     "Weights, checkpoint, links, n-best cleanup, plots and TensorBoard for a finished epoch (rank 0 writes)."
     o, out = self.options, self.output_dir
-    if self.dist.is_main and out is not None: atomic_save(self.module.state_dict(), out/f"{epoch}epoch.pth")
-    self.save_checkpoint()
+    try:
+        if self.dist.is_main and out is not None: atomic_save(self.module.state_dict(), out/f"{epoch}epoch.pth")
+        self.save_checkpoint()
+    except OSError as e:                              # a full disk, say: what is still there to resume from
+        ck = Path(out)/"checkpoint.pth" if out is not None else None
+        kept = f"{ck} holds the run up to epoch {epoch - 1}" if ck is not None and ck.exists() else "no checkpoint"
+        raise OSError(e.errno, f"{e.strerror}; {kept}: resume with --resume true once the cause is fixed") from None
     if not self.dist.is_main or out is None: return
     atomic_link(out/f"{epoch}epoch.pth", out/"latest.pth")
     keep = {epoch}
@@ -812,6 +817,21 @@ def average_nbest(self: Trainer) -> list:
     return paths
 
 # %% ../nbs/12_train.ipynb #05400ec2
+def load_checkpoint(path, map_location="cpu") -> dict:
+    "A training checkpoint through `safe_load`; when unreadable, the error names the newest intact epoch weights."
+    path = Path(path)
+    try: return safe_load(path, map_location, what="training checkpoint")
+    except ValueError as e:
+        number = lambda p: int(p.name[:-len("epoch.pth")] or 0)
+        for p in sorted(path.parent.glob("[0-9]*epoch.pth"), key=number, reverse=True):
+            try: safe_load(p)
+            except (ValueError, FileNotFoundError): continue
+            raise ValueError(f"{e}; the newest intact weights are {p} (epoch {p.name[:-len('epoch.pth')]}): start "
+                             f"a new run from them with --init_param {p} (optimizer state and data position are "
+                             "not in them), or move the damaged file away") from None
+        raise
+
+# %% ../nbs/12_train.ipynb #3a46a38d
 @patch
 def _prepare_output(self: Trainer):
     o, out = self.options, self.output_dir
@@ -825,7 +845,7 @@ def _prepare_output(self: Trainer):
     if not ckpt.exists():
         if o.resume: logger.info(f"resume: no checkpoint in {out}; starting from scratch")
         return None
-    state = safe_load(ckpt, self.device, what="training checkpoint")     # tensors and plain types only
+    state = load_checkpoint(ckpt, self.device)                          # tensors and plain types only
     self.check_identity(state, ckpt)
     if not o.resume:
         raise FileExistsError(f"{out} already holds a checkpoint (epoch {state['pos']['epoch']}, iteration "
@@ -1026,7 +1046,7 @@ def train_main(args, progress_bar: bool = True) -> Trainer | None:
                       output_dir=args.output_dir, options=trainer_options(args, progress_bar=progress_bar),
                       config=_jsonable(vars(args)))
     ckpt = Path(args.output_dir)/"checkpoint.pth"
-    if ckpt.exists(): trainer.check_identity(safe_load(ckpt, "cpu", what="training checkpoint"), ckpt)
+    if ckpt.exists(): trainer.check_identity(load_checkpoint(ckpt), ckpt)
     if info.is_main: TTSTask.save_config(args)
     if args.dry_run: return None
     trainer.run()

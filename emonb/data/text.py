@@ -4,7 +4,7 @@
 
 # %% ../../nbs/01_data.text.ipynb #e45da0bf
 from __future__ import annotations
-import functools, logging, re, shutil, subprocess, unicodedata
+import functools, logging, re, shutil, subprocess, unicodedata, warnings
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
@@ -14,7 +14,8 @@ import numpy as np
 __all__ = ['CLEANERS', 'PUNCTUATION', 'BLANK', 'UNK', 'SOS_EOS', 'normalize_unicode', 'collapse_whitespace', 'basic_cleaner',
            'number_to_words', 'ordinal_to_words', 'expand_numbers', 'expand_abbreviations', 'english_cleaner',
            'TextCleaner', 'CharTokenizer', 'espeak_backend', 'split_phone', 'PhonemeTokenizer', 'build_tokenizer',
-           'build_token_list', 'save_token_list', 'load_token_list', 'TokenIDConverter', 'TextProcessor']
+           'foreign_chars', 'build_token_list', 'save_token_list', 'load_token_list', 'TokenIDConverter',
+           'TextProcessor']
 
 # %% ../../nbs/01_data.text.ipynb #dae71b65
 _TYPOGRAPHY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
@@ -211,16 +212,37 @@ def build_tokenizer(token_type: str = "char", **kwargs):
     raise ValueError(f"unknown token_type {token_type!r}; choose 'char' or 'phn'")
 
 # %% ../../nbs/01_data.text.ipynb #834b77ec
+def foreign_chars(text: str) -> list[str]:
+    "Characters of `text` an English cleaner does not handle: letters of other scripts, emoji and other symbols."
+    def foreign(c):
+        cat = unicodedata.category(c)
+        return (cat.startswith("L") and "LATIN" not in unicodedata.name(c, "")) or cat in ("So", "Cs", "Co")
+    return list(dict.fromkeys(c for c in text if foreign(c)))
+
+def _check_english(items: list, cleaner, strict: bool):
+    "Warn (or, `strict`, refuse) when cleaned texts hold `foreign_chars`, naming the first utterances and characters."
+    found = {u: f for u, t in items if (f := foreign_chars(cleaner(t)))}
+    if not found: return
+    named = "; ".join(f"{u if isinstance(u, str) else f'text {u}'!s}: {''.join(f)}" for u, f in list(found.items())[:5])
+    msg = (f"{len(found)} text(s) hold characters the English cleaner does not handle ({named}"
+           f"{' ...' if len(found) > 5 else ''}); each would become a token of its own: use a cleaner for their "
+           "language, or remove them")
+    if strict: raise ValueError(msg)
+    warnings.warn(msg + " (strict=True refuses them)")
+
+# %% ../../nbs/01_data.text.ipynb #f80e80c1
 BLANK, UNK, SOS_EOS = "<blank>", "<unk>", "<sos/eos>"
 
 def build_token_list(texts: Iterable[str] | dict, cleaner="english", token_type: str = "char",
-                     min_count: int = 1) -> list[str]:
+                     min_count: int = 1, strict: bool = False) -> list[str]:
     ("ESPnet-layout token list from training texts (a list, or a `{utt_id: text}` dict): "
      "`<blank>`, `<unk>`, tokens, `<sos/eos>`.")
     cleaner = cleaner if callable(cleaner) else TextCleaner(cleaner)
     tokenizer = build_tokenizer(token_type) if isinstance(token_type, str) else token_type
     items = texts.items() if isinstance(texts, dict) else enumerate(texts)
     counts = Counter()
+    items = list(items)
+    if "english" in getattr(cleaner, "cleaner_types", []): _check_english(items, cleaner, strict)
     for _, t in items: counts.update(tokenizer.text2tokens(cleaner(t)))
     for special in (BLANK, UNK, SOS_EOS): counts.pop(special, None)
     kept = sorted((t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t))
