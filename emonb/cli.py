@@ -196,7 +196,7 @@ def prepare_cmd(args):
             passthrough=True)
 def collect_stats_cmd(args):
     "Run the preparation step of `emonb train` only (same options; see `emonb collect-stats --help`)."
-    from emonb.train import prepare_run
+    from emonb.task import prepare_run
     targs, _ = parse_train_args(args.argv, "emonb collect-stats")
     if targs.output_dir is None and targs.stats_dir is None: raise UsageError("give --output_dir or --stats_dir")
     done = prepare_run(targs, progress=True)

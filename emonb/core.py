@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #4a94d8d4
 from __future__ import annotations
-import errno, io, os, re, random, argparse, pickle, shutil, tempfile, contextlib
+import errno, io, json, os, re, random, argparse, pickle, shutil, tempfile, contextlib
 from pathlib import Path
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['repo_root', 'data_samples_dir', 'set_seed', 'get_device', 'load_yaml', 'save_yaml', 'str2dict', 'str2bool',
-           'str_or_none', 'atomic_save', 'safe_load', 'ClassChoices']
+           'str_or_none', 'jsonable', 'atomic_save', 'safe_load', 'ClassChoices']
 
 # %% ../nbs/00_core.ipynb #641b0591
 def repo_root() -> Path:
@@ -87,6 +87,11 @@ def str2bool(s) -> bool:
 def str_or_none(s):
     "`'none'`/`'null'`/empty -> None, anything else unchanged."
     return None if s is None or str(s).strip().lower() in ("", "none", "null") else s
+
+# %% ../nbs/00_core.ipynb #e9e716d1
+def jsonable(obj):
+    "`obj` as plain JSON values: dicts, lists, strings, numbers (anything else as its `str`), keys sorted."
+    return json.loads(json.dumps(obj, default=str, sort_keys=True))
 
 # %% ../nbs/00_core.ipynb #0018ba9a
 def _write_error(e: OSError, path: Path, size: int) -> OSError:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from fastcore.basics import patch
-from .core import ClassChoices, safe_load, load_yaml, save_yaml, str2bool, str2dict, str_or_none
+from .core import ClassChoices, safe_load, load_yaml, save_yaml, str2bool, str2dict, str_or_none, jsonable
 from .data.text import build_token_list, save_token_list, load_token_list
 from .data.dataset import EmoDataset, EmoPreprocessor, EMOTIONS, collate, write_shape_files, read_2column_text
 from .data.sampler import BATCH_TYPES, build_batch_sampler, SequenceIterFactory
@@ -22,9 +22,10 @@ from .model import EmoTTSModel, ProsodyExtract
 
 # %% auto #0
 __all__ = ['BATCH_SCHEDULERS', 'tts_choices', 'feats_extract_choices', 'normalize_choices', 'emo_extract_choices',
-           'emo_classifier_choices', 'CLASS_CHOICES', 'optim_choices', 'scheduler_choices', 'WarmupLR',
+           'emo_classifier_choices', 'CLASS_CHOICES', 'optim_choices', 'scheduler_choices', 'PREPARED_KEYS', 'WarmupLR',
            'scheduler_step_interval', 'pretrained_emotion_model', 'str2triple', 'int_or_none', 'float_or_none',
-           'TTSTask', 'load_weights', 'load_init_param', 'freeze_param']
+           'TTSTask', 'stats_dir', 'prepared_stamp', 'reuse_prepared', 'prepare_run', 'rebase_run_paths',
+           'load_weights', 'load_init_param', 'freeze_param']
 
 # %% ../nbs/11_task.ipynb #82db2819
 class WarmupLR(torch.optim.lr_scheduler.LRScheduler):
@@ -309,6 +310,79 @@ def prepare_features(cls: TTSTask, args, force: bool = False, progress: bool = F
                 args.emo_extract_conf = {**(args.emo_extract_conf or {}), "stats_file": str(rep["stats_file"])}
                 done["prosody_stats"] = str(rep["stats_file"])
     return done
+
+# %% ../nbs/11_task.ipynb #153e1592
+PREPARED_KEYS = ("train_data_dir", "train_data_path_and_name_and_type", "valid_data_dir",
+                 "valid_data_path_and_name_and_type", "feats_extract", "feats_extract_conf", "cleaner", "token_type",
+                 "emotions")
+
+# %% ../nbs/11_task.ipynb #5d2248a2
+def stats_dir(args) -> Path:
+    "Where a run's prepared files go: `--stats_dir`, else `OUTPUT_DIR/stats`."
+    if args.stats_dir: return Path(args.stats_dir)
+    if args.output_dir is None: raise ValueError("no --output_dir given: it is needed for the run's files")
+    return Path(args.output_dir)/"stats"
+
+def prepared_stamp(args) -> dict: return jsonable({k: getattr(args, k, None) for k in PREPARED_KEYS})
+
+# %% ../nbs/11_task.ipynb #4806132d
+def reuse_prepared(args) -> dict:
+    "Point `args` at the files of an earlier `prepare_features` into the same stats dir, if made from the same inputs."
+    d = stats_dir(args)
+    stamp = d/"prepared.yaml"
+    if not stamp.exists() or load_yaml(stamp) != prepared_stamp(args): return {}
+    found = {}
+    if args.token_list is None and (d/"tokens.txt").exists():
+        args.token_list = found["token_list"] = str(d/"tokens.txt")
+    stats = d/"train"/"feats_stats.npz"
+    if args.normalize == "global_mvn" and not (args.normalize_conf or {}).get("stats_file") and stats.exists():
+        args.normalize_conf = {**(args.normalize_conf or {}), "stats_file": str(stats)}
+        found["feats_stats"] = str(stats)
+    if (args.tts_conf or {}).get("prosody_dim", 0) or args.emo_extract == "prosody":
+        for m in ("train", "valid"):
+            f = d/"prosody"/m/"emo_feats.csv"
+            if getattr(args, f"{m}_emo_feats") is None and f.exists():
+                setattr(args, f"{m}_emo_feats", str(f))
+                found[f"{m}_emo_feats"] = str(f)
+        ps = d/"prosody"/"prosody_stats.npz"
+        if args.emo_extract == "prosody" and not (args.emo_extract_conf or {}).get("stats_file") and ps.exists():
+            args.emo_extract_conf = {**(args.emo_extract_conf or {}), "stats_file": str(ps)}
+            found["prosody_stats"] = str(ps)
+    return found
+
+# %% ../nbs/11_task.ipynb #9461e1b7
+def prepare_run(args, progress: bool = True) -> dict:
+    ("Reuse or make the run's token list, statistics, prosody factors and shape files (call on one process); "
+     "updates `args`.")
+    done = {f"reused {k}": v for k, v in reuse_prepared(args).items()}
+    made = TTSTask.prepare_features(args, progress=progress)
+    done.update(made)
+    if made: save_yaml(prepared_stamp(args), stats_dir(args)/"prepared.yaml")
+    for m in ("train", "valid"):
+        if getattr(args, f"{m}_shape_file") or not (getattr(args, f"{m}_data_dir")
+                                                    or getattr(args, f"{m}_data_path_and_name_and_type")):
+            continue
+        paths = write_shape_files(TTSTask.build_dataset(args, m), stats_dir(args)/"shapes"/m, names=["speech", "text"])
+        setattr(args, f"{m}_shape_file", [str(paths["speech"]), str(paths["text"])])
+        done[f"{m}_shape_file"] = getattr(args, f"{m}_shape_file")
+    return done
+
+# %% ../nbs/11_task.ipynb #9609dd72
+def rebase_run_paths(args) -> Path | None:
+    "Paths inside the `output_dir` that `--config` names, rebased onto the given `output_dir`; the old folder, or None."
+    if not getattr(args, "config", None) or args.output_dir is None: return None
+    old = (load_yaml(args.config) or {}).get("output_dir")
+    if not old or Path(old).resolve() == Path(args.output_dir).resolve(): return None
+    old, new = Path(old).resolve(), Path(args.output_dir).resolve()
+    def move(v):
+        if isinstance(v, dict): return {k: move(x) for k, x in v.items()}
+        if isinstance(v, list): return [move(x) for x in v]
+        if not isinstance(v, str) or "/" not in v: return v
+        try: return str(new/Path(v).resolve().relative_to(old))
+        except (ValueError, OSError): return v
+    for k, v in vars(args).items():
+        if k not in ("config", "output_dir"): setattr(args, k, move(v))
+    return old
 
 # %% ../nbs/11_task.ipynb #d37b55af
 @patch(cls_method=True)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_train.ipynb #87c8c0ab
 from __future__ import annotations
-import os, copy, json, math, time, random, shutil, logging, contextlib, functools, itertools
+import os, copy, math, time, random, shutil, logging, contextlib, functools, itertools
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 import numpy as np
@@ -14,20 +14,19 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import set_seed, get_device, load_yaml, save_yaml, atomic_save, safe_load
+from .core import set_seed, get_device, atomic_save, safe_load, jsonable
 from .feats.mel import LogMelFbank, GlobalMVN
-from .data.dataset import write_shape_files
 from .data.text import load_token_list
-from .task import TTSTask
+from .task import TTSTask, prepare_run, rebase_run_paths
 
 logger = logging.getLogger("emonb.train")
 
 # %% auto #0
-__all__ = ['logger', 'FP32_MODULE_TYPES', 'CKPT_FORMAT', 'RESUME_MUTABLE', 'PREPARED_KEYS', 'PREPARED_ARGS', 'parse_criterion',
-           'TrainerOptions', 'get_rng_state', 'set_rng_state', 'atomic_link', 'StatsAccumulator', 'Reporter',
-           'keep_fp32', 'scheduler_interval', 'average_state_dicts', 'default_attention_fn', 'plot_attention',
-           'DistInfo', 'dist_info', 'init_distributed', 'Trainer', 'skip_batches', 'load_checkpoint', 'trainer_options',
-           'reuse_prepared', 'prepare_run', 'rebase_run_paths', 'train_main']
+__all__ = ['logger', 'FP32_MODULE_TYPES', 'CKPT_FORMAT', 'RESUME_MUTABLE', 'PREPARED_ARGS', 'parse_criterion', 'TrainerOptions',
+           'get_rng_state', 'set_rng_state', 'atomic_link', 'StatsAccumulator', 'Reporter', 'keep_fp32',
+           'scheduler_interval', 'average_state_dicts', 'default_attention_fn', 'plot_attention', 'DistInfo',
+           'dist_info', 'init_distributed', 'Trainer', 'skip_batches', 'load_checkpoint', 'trainer_options',
+           'train_main']
 
 # %% ../nbs/12_train.ipynb #ad9decfc
 def parse_criterion(c, n: int = 3) -> tuple:
@@ -385,7 +384,7 @@ RESUME_MUTABLE = {"resume", "config", "log_level", "dry_run", "max_epoch", "pati
                   "output_dir", "device", "ngpu", "num_workers", "dist_backend", "dist_init_method", "dist_world_size",
                   "dist_rank", "local_rank"}
 
-def _jsonable(obj): return json.loads(json.dumps(obj, default=str, sort_keys=True))
+
 
 # %% ../nbs/12_train.ipynb #48f3ae01
 def _relocatable(obj, root):
@@ -467,9 +466,9 @@ def _use_cuda_graphs(self: Trainer):
 def identity(self: Trainer) -> dict:
     "What a checkpoint must match to be resumed by this trainer (JSON-like)."
     opts = {k: v for k, v in asdict(self.options).items() if k not in RESUME_MUTABLE}
-    config = _identity_config(_jsonable({k: v for k, v in self.config.items() if k not in RESUME_MUTABLE}),
+    config = _identity_config(jsonable({k: v for k, v in self.config.items() if k not in RESUME_MUTABLE}),
                               self.output_dir)
-    return _jsonable(dict(config=config, options=opts,
+    return jsonable(dict(config=config, options=opts,
                           model={k: list(v.shape) for k, v in self.module.state_dict().items()},
                           optimizers=[type(o).__name__ for o in self.optimizers],
                           schedulers=[type(s).__name__ if s is not None else None for s in self.schedulers]))
@@ -929,10 +928,6 @@ def run(self: Trainer) -> Reporter:
     return self.reporter
 
 # %% ../nbs/12_train.ipynb #0c0f4433
-PREPARED_KEYS = ("train_data_dir", "train_data_path_and_name_and_type", "valid_data_dir",
-                 "valid_data_path_and_name_and_type", "feats_extract", "feats_extract_conf", "cleaner", "token_type",
-                 "emotions")
-
 def trainer_options(args, **overrides) -> TrainerOptions:
     "`TrainerOptions` from a `TTSTask` namespace (shared names; `keep_nbest_models` list -> int, `ngpu` -> device)."
     conf = dict(vars(args))
@@ -940,56 +935,6 @@ def trainer_options(args, **overrides) -> TrainerOptions:
     conf["keep_nbest_models"] = int(k[0] if isinstance(k, (list, tuple)) else k)
     conf["device"] = "cuda" if (conf.get("ngpu") or 0) > 0 else "cpu"
     return TrainerOptions.from_config({**conf, **overrides})
-
-# %% ../nbs/12_train.ipynb #6ab4c1fb
-def _stats_dir(args) -> Path:
-    if args.stats_dir: return Path(args.stats_dir)
-    if args.output_dir is None: raise ValueError("no --output_dir given: it is needed for the run's files")
-    return Path(args.output_dir)/"stats"
-
-def _prepared_stamp(args) -> dict: return _jsonable({k: getattr(args, k, None) for k in PREPARED_KEYS})
-
-# %% ../nbs/12_train.ipynb #89c8a878
-def reuse_prepared(args) -> dict:
-    "Point `args` at the files of an earlier `prepare_features` into the same stats dir, if made from the same inputs."
-    d = _stats_dir(args)
-    stamp = d/"prepared.yaml"
-    if not stamp.exists() or load_yaml(stamp) != _prepared_stamp(args): return {}
-    found = {}
-    if args.token_list is None and (d/"tokens.txt").exists():
-        args.token_list = found["token_list"] = str(d/"tokens.txt")
-    stats = d/"train"/"feats_stats.npz"
-    if args.normalize == "global_mvn" and not (args.normalize_conf or {}).get("stats_file") and stats.exists():
-        args.normalize_conf = {**(args.normalize_conf or {}), "stats_file": str(stats)}
-        found["feats_stats"] = str(stats)
-    if (args.tts_conf or {}).get("prosody_dim", 0) or args.emo_extract == "prosody":
-        for m in ("train", "valid"):
-            f = d/"prosody"/m/"emo_feats.csv"
-            if getattr(args, f"{m}_emo_feats") is None and f.exists():
-                setattr(args, f"{m}_emo_feats", str(f))
-                found[f"{m}_emo_feats"] = str(f)
-        ps = d/"prosody"/"prosody_stats.npz"
-        if args.emo_extract == "prosody" and not (args.emo_extract_conf or {}).get("stats_file") and ps.exists():
-            args.emo_extract_conf = {**(args.emo_extract_conf or {}), "stats_file": str(ps)}
-            found["prosody_stats"] = str(ps)
-    return found
-
-# %% ../nbs/12_train.ipynb #24ac25a4
-def prepare_run(args, progress: bool = True) -> dict:
-    ("Reuse or make the run's token list, statistics, prosody factors and shape files (call on one process); "
-     "updates `args`.")
-    done = {f"reused {k}": v for k, v in reuse_prepared(args).items()}
-    made = TTSTask.prepare_features(args, progress=progress)
-    done.update(made)
-    if made: save_yaml(_prepared_stamp(args), _stats_dir(args)/"prepared.yaml")
-    for m in ("train", "valid"):
-        if getattr(args, f"{m}_shape_file") or not (getattr(args, f"{m}_data_dir")
-                                                    or getattr(args, f"{m}_data_path_and_name_and_type")):
-            continue
-        paths = write_shape_files(TTSTask.build_dataset(args, m), _stats_dir(args)/"shapes"/m, names=["speech", "text"])
-        setattr(args, f"{m}_shape_file", [str(paths["speech"]), str(paths["text"])])
-        done[f"{m}_shape_file"] = getattr(args, f"{m}_shape_file")
-    return done
 
 # %% ../nbs/12_train.ipynb #16660c2f
 PREPARED_ARGS = ("token_list", "normalize_conf", "emo_extract_conf", "train_emo_feats", "valid_emo_feats",
@@ -1001,23 +946,6 @@ def _check_output_dir(args):
         raise FileExistsError(f"{out} already holds a checkpoint (checkpoint.pth); "
                               "pass --resume true to continue that run, "
                               "or choose another --output_dir")
-
-# %% ../nbs/12_train.ipynb #1f8e14ca
-def rebase_run_paths(args) -> Path | None:
-    "Paths inside the `output_dir` that `--config` names, rebased onto the given `output_dir`; the old folder, or None."
-    if not getattr(args, "config", None) or args.output_dir is None: return None
-    old = (load_yaml(args.config) or {}).get("output_dir")
-    if not old or Path(old).resolve() == Path(args.output_dir).resolve(): return None
-    old, new = Path(old).resolve(), Path(args.output_dir).resolve()
-    def move(v):
-        if isinstance(v, dict): return {k: move(x) for k, x in v.items()}
-        if isinstance(v, list): return [move(x) for x in v]
-        if not isinstance(v, str) or "/" not in v: return v
-        try: return str(new/Path(v).resolve().relative_to(old))
-        except (ValueError, OSError): return v
-    for k, v in vars(args).items():
-        if k not in ("config", "output_dir"): setattr(args, k, move(v))
-    return old
 
 # %% ../nbs/12_train.ipynb #44419de7
 def train_main(args, progress_bar: bool = True) -> Trainer | None:
@@ -1044,7 +972,7 @@ def train_main(args, progress_bar: bool = True) -> Trainer | None:
                 if (args.valid_data_dir or args.valid_data_path_and_name_and_type) else None)
     trainer = Trainer(model, [opt], [sched] if sched is not None else [], train_it, valid_it,
                       output_dir=args.output_dir, options=trainer_options(args, progress_bar=progress_bar),
-                      config=_jsonable(vars(args)))
+                      config=jsonable(vars(args)))
     ckpt = Path(args.output_dir)/"checkpoint.pth"
     if ckpt.exists(): trainer.check_identity(load_checkpoint(ckpt), ckpt)
     if info.is_main: TTSTask.save_config(args)
