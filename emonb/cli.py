@@ -492,7 +492,8 @@ BENCHMARKS = dict(tacotron2=_bench_tacotron2, griffinlim=_bench_griffinlim, pros
             arg("--device", default="auto", help="tacotron2: cpu, cuda, or auto (the CPU, and CUDA when present)"),
             arg("--out", default=None, help="write the results as JSON to this file"),
             arg("--n_utts", type=int, default=8, help="utterances of the corpus to run on"),
-            arg("--griffin_lim_iters", "--n_iter", type=int, default=32, help="griffinlim: iterations (--n_iter: old name)"),
+            arg("--griffin_lim_iters", "--n_iter", type=int, default=32,
+                help="griffinlim: iterations (--n_iter: old name)"),
             arg("--repeat", type=int, default=3,
                 help="repetitions (the best or the total is reported, see the benchmark)"),
             arg("--threads", type=int, default=1, help="CPU threads of the tacotron2 and prosody benchmarks"))
