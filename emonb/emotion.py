@@ -21,9 +21,9 @@ from .feats.prosody import FACTOR_NAMES, ProsodyNormalizer, extract_prosody
 # %% auto #0
 __all__ = ['emotion_models', 'FORMAT', 'JUDGE_ENCODER_CONF', 'check_vectors', 'EmotionModule', 'ProsodySER', 'Emo2Prosody',
            'MaskedBatchNorm2d', 'StyleTokenLayer', 'ReferenceEncoder', 'check_lengths', 'MelSER', 'save_emotion_model',
-           'load_emotion_model', 'prosody_split', 'train_prosody_ser', 'ser_scores', 'predict_prosody_ser',
-           'train_emo2prosody', 'emo2prosody_mae', 'predict_mel_ser', 'train_mel_ser', 'default_judge_path',
-           'train_judge', 'load_judge']
+           'load_emotion_model', 'prosody_split', 'fit_epochs', 'train_prosody_ser', 'ser_scores',
+           'predict_prosody_ser', 'train_emo2prosody', 'emo2prosody_mae', 'predict_mel_ser', 'train_mel_ser',
+           'default_judge_path', 'train_judge', 'load_judge']
 
 # %% ../nbs/07_emotion.ipynb #8a9fe33f
 def _who(uids, i: int) -> str:
@@ -395,34 +395,47 @@ def _as_split(data, emotions=EMOTIONS) -> dict:
     return data if isinstance(data, dict) else prosody_split(data, emotions)
 
 # %% ../nbs/07_emotion.ipynb #6280b446
+def fit_epochs(model, opt, epochs: int, batches, batch_loss, validate, progress: bool = False) -> dict:
+    ("`epochs` passes of `opt` over `batches(epoch)` (`(size, batch)` pairs, loss `batch_loss(batch)`), each followed "
+     "by `validate() -> (metrics, key)`; keeps the weights of the lowest key. Returns the history.")
+    hist, best, best_state = dict(train_loss=[]), None, None
+    for ep in range(epochs):
+        model.train()
+        tot, n = 0.0, 0
+        for size, b in batches(ep):
+            loss = batch_loss(b)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tot += loss.item() * size
+            n += size
+        model.eval()
+        metrics, key = validate()
+        hist["train_loss"].append(tot / n)
+        for k, v in metrics.items(): hist.setdefault(k, []).append(v)
+        if progress: print(f"epoch {ep + 1}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in hist.items()
+                                                     if isinstance(v, list)))
+        if best is None or key < best:
+            best, best_state, hist["best_epoch"] = key, {k: v.clone() for k, v in model.state_dict().items()}, ep + 1
+    model.load_state_dict(best_state)
+    model.eval()
+    return hist
+
+# %% ../nbs/07_emotion.ipynb #b8137238
 def _fit(model, X, Y, Xv, Yv, loss_fn, score_fn, epochs: int, lr: float, batch_size: int, seed: int,
          weight_decay: float = 0.0, augment=None) -> dict:
     ("Mini-batch Adam on tensors; keeps the state with the best (lowest) `score_fn` on the validation set. "
      "Returns the history.")
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    hist, best, best_state = dict(train_loss=[], valid_loss=[], valid_score=[]), math.inf, None
-    for ep in range(epochs):
-        model.train()
-        tot = 0.0
-        for idx in torch.randperm(len(X), generator=gen).split(batch_size):
-            x, y = X[idx], Y[idx]
-            if augment is not None: x, y = augment(x, y, gen)
-            loss = loss_fn(model, x, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            tot += loss.item() * len(idx)
-        model.eval()
+    batches = lambda ep: ((len(i), (X[i], Y[i])) for i in torch.randperm(len(X), generator=gen).split(batch_size))
+    def batch_loss(b):
+        x, y = b if augment is None else augment(*b, gen)
+        return loss_fn(model, x, y)
+    def validate():
         with torch.no_grad(): vl, vs = loss_fn(model, Xv, Yv).item(), score_fn(model, Xv, Yv)
-        hist["train_loss"].append(tot / len(X))
-        hist["valid_loss"].append(vl)
-        hist["valid_score"].append(vs)
-        if vs < best: best, best_state = vs, {k: v.clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
-    model.eval()
-    hist["best_epoch"] = int(np.argmin(hist["valid_score"])) + 1
-    return hist
+        return dict(valid_loss=vl, valid_score=vs), vs
+    return fit_epochs(model, opt, epochs, batches, batch_loss, validate)
 
 # %% ../nbs/07_emotion.ipynb #fdb70232
 def train_prosody_ser(train, valid, out_file=None, emotions=EMOTIONS, normalizer: ProsodyNormalizer | None = None,
@@ -543,7 +556,6 @@ def train_mel_ser(train_dir, valid_dir, out_file=None, emotions=EMOTIONS, encode
     fe = LogMelFbank(**(frontend_conf or {}))
     tr = EmoDataset.from_dir(train_dir, emotions=emotions, feats=False, fs=fe.fs)
     va = EmoDataset.from_dir(valid_dir, emotions=emotions, feats=False, fs=fe.fs)
-    hist = dict(train_loss=[], valid_loss=[], valid_accuracy=[])
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         stats = collect_stats(tr, fe, work/"stats")
@@ -551,31 +563,16 @@ def train_mel_ser(train_dir, valid_dir, out_file=None, emotions=EMOTIONS, encode
         it = SequenceIterFactory(tr, _batches(tr, work, batch_size, "train"), seed=seed)
         va_batches = _batches(va, work, batch_size, "valid")
         opt = torch.optim.Adam(model.parameters(), lr=lr)
-        best, best_state = (-1.0, math.inf), None
-        for ep in range(epochs):
-            model.train()
-            tot, n = 0.0, 0
-            for uids, b in it.build_iter(ep):
-                feats, flens = model.speech_to_feats(b["speech"], b["speech_lengths"], uids)
-                loss = F.cross_entropy(model.logits(feats, flens, uids), b["emo_labs"].float())
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                tot += loss.item() * len(uids)
-                n += len(uids)
+        batches = lambda ep: ((len(uids), (uids, b)) for uids, b in it.build_iter(ep))
+        def batch_loss(ub):
+            uids, b = ub
+            feats, flens = model.speech_to_feats(b["speech"], b["speech_lengths"], uids)
+            return F.cross_entropy(model.logits(feats, flens, uids), b["emo_labs"].float())
+        def validate():
             r = predict_mel_ser(model, va, batches=va_batches)
             vl = float(-np.log(np.maximum((r["probs"] * r["labels"]).sum(1), 1e-12)).mean())
-            hist["train_loss"].append(tot / n)
-            hist["valid_loss"].append(vl)
-            hist["valid_accuracy"].append(r["accuracy"])
-            if progress:
-                print(f"epoch {ep + 1}: train loss {tot / n:.4f}, valid loss {vl:.4f}, "
-                      f"valid accuracy {r['accuracy']:.3f}")
-            if (r["accuracy"], -vl) > (best[0], -best[1]):
-                best, best_state = (r["accuracy"], vl), {k: v.clone() for k, v in model.state_dict().items()}
-                hist["best_epoch"] = ep + 1
-        model.load_state_dict(best_state)
-        model.eval()
+            return dict(valid_loss=vl, valid_accuracy=r["accuracy"]), (-r["accuracy"], vl)
+        hist = fit_epochs(model, opt, epochs, batches, batch_loss, validate, progress)
         model.emotions = list(emotions)
         model.meta.update(trained_on=_where(train_dir), validated_on=_where(valid_dir), seed=seed,
                           history=hist)
