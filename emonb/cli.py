@@ -103,6 +103,14 @@ def main(argv: list | None = None) -> int:
         print(f"emonb {args.command}: interrupted", file=sys.stderr)
         return 130
 
+# %% ../nbs/17_cli.ipynb #77c5629c
+def _voices(s: str) -> dict:
+    "`f1=en-us+f3,m1=en-us+m3` -> {speaker: espeak-ng voice}."
+    pairs = [p.partition("=") for p in s.split(",") if p.strip()]
+    bad = [a + b + c for a, b, c in pairs if not (a.strip() and b and c.strip())]
+    if bad or not pairs: raise argparse.ArgumentTypeError(f"expected SPEAKER=VOICE[,SPEAKER=VOICE...], got {s!r}")
+    return {a.strip(): c.strip() for a, _, c in pairs}
+
 # %% ../nbs/17_cli.ipynb #eaaa0b19
 def _made(m: dict):
     splits = ", ".join(f"{k} {len(v)} sentences" for k, v in m["splits"].items())
@@ -116,35 +124,37 @@ def _make_base_corpus(args, make_base_corpus) -> dict:
     n = 4000 if args.n_sentences is None else args.n_sentences
     if n < 2: raise UsageError(f"--n_sentences must be at least 2 with --base, got {n}")
     return make_base_corpus(args.out, n_sentences=n, n_dev=min(100, max(1, n // 10)), seed=args.seed,
-                            voice=args.voice, speaker=args.speaker, overwrite=args.force, progress=True)
+                            voices=args.voices, overwrite=args.force, progress=True)
 
 # %% ../nbs/17_cli.ipynb #bc0029a7
 @subcommand("make-corpus", "generate the embedded emotional corpus with espeak-ng",
             arg("--out", type=Path, default=None, help="output folder (default: the repository's data_samples/)"),
             arg("--seed", type=int, default=0, help="random seed of the per-utterance prosody jitter and the split"),
-            arg("--voice", default="en-us+f3", help="espeak-ng voice (see `espeak-ng --voices`)"),
-            arg("--speaker", default="f1", help="speaker id used in utterance ids and utt2spk"),
+            arg("--voices", type=_voices, default=None, metavar="SPK=VOICE,...",
+                help="speakers (ids in utterance ids and utt2spk) and their espeak-ng voices (`espeak-ng --voices`); "
+                     "default: the embedded corpus' f1=en-us+f3,m1=en-us+m3,f2=en-us+f4"),
             arg("--splits", type=int, nargs=3, default=None, metavar=("TRAIN", "DEV", "EVAL"),
                 help="sentences in train, dev and eval (default 48 6 6; they must add up to the number of sentences)"),
             arg("--n_sentences", "--n-sentences", type=int, default=None, metavar="N",
                 help="use only the first N built-in sentences (quick tries); with --base: compose N (default 4000)"),
             arg("--base", action="store_true",
-                help="the base voice's corpus: grammar sentences, each in one emotion (needs --out)"),
+                help="the base voice's corpus: grammar sentences, each by one voice in one emotion (needs --out)"),
             arg("--heldout", action="store_true",
-                help="the held-out sentences in every emotion (default --out: the repository's data_samples/heldout)"),
+                help="the held-out sentences by every voice in every emotion "
+                     "(default --out: the repository's data_samples/heldout)"),
             arg("--force", action="store_true", help="overwrite an existing corpus"))
 def make_corpus_cmd(args):
-    ("Synthesise every built-in sentence in every emotion (neutral, happy, sad, angry) with espeak-ng SSML prosody, "
-     "and write wav/*.flac, train/dev/eval data dirs and manifest.yaml.")
+    ("Synthesise the built-in sentences by every voice in every emotion (neutral, happy, sad, angry) with espeak-ng "
+     "SSML prosody, and write wav/*.flac, train/dev/eval data dirs and manifest.yaml.")
     from emonb.data.corpus import make_corpus, make_base_corpus, make_heldout_corpus, SENTENCES
     if args.base: return _made(_make_base_corpus(args, make_base_corpus))
     if args.heldout:
-        return _made(make_heldout_corpus(args.out, seed=args.seed, voice=args.voice, speaker=args.speaker,
-                                         overwrite=args.force, progress=True))
+        return _made(make_heldout_corpus(args.out, seed=args.seed, voices=args.voices, overwrite=args.force,
+                                         progress=True))
     sents = SENTENCES if args.n_sentences is None else SENTENCES[:args.n_sentences]
     if args.n_sentences is not None and not 1 <= args.n_sentences <= len(SENTENCES):
         raise UsageError(f"--n_sentences must be between 1 and {len(SENTENCES)}, got {args.n_sentences}")
-    _made(make_corpus(args.out, seed=args.seed, sentences=sents, voice=args.voice, speaker=args.speaker,
+    _made(make_corpus(args.out, seed=args.seed, sentences=sents, voices=args.voices,
                       splits=tuple(args.splits or (48, 6, 6)), overwrite=args.force, progress=True))
 
 # %% ../nbs/17_cli.ipynb #f70b985c

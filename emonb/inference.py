@@ -59,7 +59,7 @@ class Text2Speech:
         self.decode_defaults = {**self.decode_defaults, **(decode_conf or {})}
         self.model, self.args = model.to(self.device).eval(), args
         self.tts = model.tts
-        self.emotions = list(args.emotions)
+        self.emotions, self.speakers = list(args.emotions), list(model.speakers)
         self.factor_names = list(FACTOR_NAMES)
         self.text_processor = TextProcessor(TTSTask.token_list(args), cleaner=args.cleaner, token_type=args.token_type)
         if model.feats_extract is None:
@@ -89,7 +89,8 @@ def _find_normalizer(self: Text2Speech) -> ProsodyNormalizer | None:
 # %% ../nbs/14_inference.ipynb #2181cb59
 @patch
 def __repr__(self: Text2Speech):
-    return (f"Text2Speech(emotions={self.emotions}, prosody_dim={self.model.prosody_dim}, "
+    spk = f", speakers={self.speakers}" if self.speakers else ""
+    return (f"Text2Speech(emotions={self.emotions}{spk}, prosody_dim={self.model.prosody_dim}, "
             f"ref_encoder={getattr(self.tts, 'use_ref_encoder', False)}, fs={self.fs}, device={self.device})")
 
 # %% ../nbs/14_inference.ipynb #908316f4
@@ -184,10 +185,10 @@ def load_ref_audio(self: Text2Speech, ref_audio, sr: int | None = None) -> np.nd
 
 # %% ../nbs/14_inference.ipynb #7824234b
 @patch
-def measure_factors(self: Text2Speech, wav, text: str | None = None,
-                    n_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    ("`(normalised in [0, 1], raw)` prosody factors of a waveform at the model's rate; speaking rate needs `text` "
-     "(else NaN).")
+def measure_factors(self: Text2Speech, wav, text: str | None = None, n_tokens: int | None = None,
+                    speaker: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    ("`(normalised in [0, 1], raw)` prosody factors of a waveform at the model's rate, scaled as `speaker`'s (else "
+     "corpus-wide); speaking rate needs `text` (else NaN).")
     if self.normalizer is None:
         raise ValueError("this run has no prosody statistics (no emo_extract in the model, no prosody_stats.npz): "
                          "cannot measure factors")
@@ -195,8 +196,9 @@ def measure_factors(self: Text2Speech, wav, text: str | None = None,
     raw = self.prosody.factors(np.asarray(wav, np.float32),
                                n_tokens=n_tokens if n_tokens is not None else 0).astype(np.float64)
     if n_tokens is None: raw[self.factor_names.index("speaking_rate")] = np.nan
-    span = np.where(self.normalizer.hi > self.normalizer.lo, self.normalizer.hi - self.normalizer.lo, 1.0)
-    return ((raw - self.normalizer.lo) / span).astype(np.float32), raw.astype(np.float32)
+    nm = self.normalizer.for_speaker(speaker)
+    span = np.where(nm.hi > nm.lo, nm.hi - nm.lo, 1.0)
+    return ((raw - nm.lo) / span).astype(np.float32), raw.astype(np.float32)
 
 # %% ../nbs/14_inference.ipynb #60fb0b75
 @patch
@@ -210,20 +212,29 @@ def predict_factors(self: Text2Speech, emo_labs) -> np.ndarray:
 @patch
 @torch.no_grad()
 def conditioning(self: Text2Speech, ref_audio=None, emo_labs=None, emo_feats=None, emo_feats_delta=None,
-                 intensity: float = 1.0, ref_text: str | None = None) -> Conditioning:
-    "One request as the model takes it (`EmoTTSModel.condition`), the reference read and measured here."
+                 intensity: float = 1.0, ref_text: str | None = None, sids=None, spembs=None,
+                 ref_spk: str | None = None) -> Conditioning:
+    ("One request as the model takes it (`EmoTTSModel.condition`), the reference read and measured here (its "
+     "factors scaled as `ref_spk`'s, the voice that recorded it).")
     ref = None if ref_audio is None else self.load_ref_audio(ref_audio)
     measure = ref is not None and self.model.prosody_dim and self.normalizer is not None
+    if self.model.spks and sids is None:
+        raise ValueError(f"this model speaks with {len(self.speakers)} voices: choose one with sids "
+                         f"(one of {self.speakers})")
     return self.model.condition(1, emo_labs, emo_feats, ref, intensity=intensity, emo_feats_delta=emo_feats_delta,
-                                ref_factors=self.measure_factors(ref, ref_text)[0] if measure else None)
+                                ref_factors=self.measure_factors(ref, ref_text, speaker=ref_spk)[0] if measure else None,
+                                sids=sids, spembs=spembs)
 
 # %% ../nbs/14_inference.ipynb #8ead6741
 @patch
-def match_energy(self: Text2Speech, wav: torch.Tensor, feat: torch.Tensor, emo_feats: torch.Tensor):
-    "`(wav, log-mel)` scaled so that the waveform's measured `energy_mean` is the one `emo_feats` (in [0, 1]) asks for."
+def match_energy(self: Text2Speech, wav: torch.Tensor, feat: torch.Tensor, emo_feats: torch.Tensor,
+                 speaker: str | None = None):
+    ("`(wav, log-mel)` scaled so that the waveform's measured `energy_mean` is the one `emo_feats` (in [0, 1], "
+     "`speaker`'s scale) asks for.")
     if wav.numel() < self.prosody.n_fft: return wav, feat             # shorter than one frame: nothing to measure
     k = self.factor_names.index("energy_mean")
-    want = float(self.normalizer.inverse_transform(emo_feats.detach().cpu().numpy().astype(np.float64))[k])
+    nm = self.normalizer.for_speaker(speaker)
+    want = float(nm.inverse_transform(emo_feats.detach().cpu().numpy().astype(np.float64))[k])
     tr = self.prosody.frames(wav.detach().cpu().numpy())
     if not tr["speech"].any(): return wav, feat
     gain_db = want - float(tr["energy_db"][tr["speech"]].mean())
@@ -295,11 +306,19 @@ def _vocode(self: Text2Speech, feats, lens, voc: dict) -> list:
 
 # %% ../nbs/14_inference.ipynb #486adb6d
 @patch
+def _speaker_name(self: Text2Speech, cond: Conditioning, b: int) -> str | None:
+    "Utterance `b`'s voice: its speaker-id row's name (None without speaker ids)."
+    if cond.sids is None: return None
+    i = int(cond.sids[b])
+    return self.speakers[i] if i < len(self.speakers) else f"spk{i}"
+
+# %% ../nbs/14_inference.ipynb #88734afc
+@patch
 def _named(self: Text2Speech, cond: Conditioning, b: int, ref_audio) -> dict:
     "Utterance `b`'s conditioning with names: `{emo_labs: {emotion: w}, emo_feats: {factor: v}, ref_audio, sources}`."
     name = lambda x, keys: None if x is None else {k: round(float(v), 4) for k, v in zip(keys, x[b].cpu())}
     return dict(emo_labs=name(cond.emo_labs, self.emotions), emo_feats=name(cond.emo_feats, self.factor_names),
-                ref_audio=ref_audio is not None, sources=cond.sources[b])
+                ref_audio=ref_audio is not None, sources=cond.sources[b], speaker=self._speaker_name(cond, b))
 
 # %% ../nbs/14_inference.ipynb #81eb1e08
 @patch
@@ -317,8 +336,8 @@ def _check_stops(self: Text2Speech, texts: list, prob, lens, dec: dict):
 @patch
 @torch.no_grad()
 def synthesize_batch(self: Text2Speech, texts: list, ref_audio=None, emo_labs=None, emo_feats=None,
-                     emo_feats_delta=None, intensity=1.0, ref_text=None, match_energy: bool = True,
-                     **options) -> list[Synthesis]:
+                     emo_feats_delta=None, intensity=1.0, ref_text=None, match_energy: bool = True, sids=None,
+                     spembs=None, ref_spk=None, **options) -> list[Synthesis]:
     "Synthesise several texts at once; each conditioning argument is shared or a list with one entry per text."
     if isinstance(texts, str): raise TypeError("synthesize_batch takes a list of texts; call the object for one text")
     if not texts: raise ValueError("synthesize_batch: no texts")
@@ -328,6 +347,8 @@ def synthesize_batch(self: Text2Speech, texts: list, ref_audio=None, emo_labs=No
                                               (emo_feats, "emo_feats"), (emo_feats_delta, "emo_feats_delta"),
                                               (ref_text, "ref_text"))]
     args.insert(4, _per_item(intensity, n, "intensity", numbers_are_one=False))
+    args += [_per_item(sids, n, "sids", numbers_are_one=False), _per_item(spembs, n, "spembs"),
+             _per_item(ref_spk, n, "ref_spk")]
     cond = Conditioning.cat([self.conditioning(*a) for a in zip(*args)])
     text = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(i) for i in ids], batch_first=True)
     out = self.tts.inference_batch(text.to(self.device), torch.tensor([len(i) for i in ids], device=self.device),
@@ -337,7 +358,8 @@ def synthesize_batch(self: Text2Speech, texts: list, ref_audio=None, emo_labs=No
     feats = m.normalize.inverse(out["feat_gen"], lens)[0] if m.normalize is not None else out["feat_gen"]
     wavs, feats = self._vocode(feats, lens, voc), list(feats)
     if match_energy and cond.emo_feats is not None and self.normalizer is not None:
-        for b in range(n): wavs[b], feats[b] = self.match_energy(wavs[b], feats[b], out["emo_feats"][b])
+        for b in range(n):
+            wavs[b], feats[b] = self.match_energy(wavs[b], feats[b], out["emo_feats"][b], self._speaker_name(cond, b))
     r, np_ = self.tts.reduction_factor, lambda x, b: None if x is None else x[b].cpu().numpy()
     return [Synthesis(texts[b], wavs[b].cpu().numpy(), self.fs, feats[b][:int(lens[b])].cpu().numpy(),
                       out["att_w"][b, :int(lens[b]) // r, :len(ids[b]) + 1].cpu().numpy(),
@@ -386,12 +408,13 @@ def _join(self: Text2Speech, text: str, parts: list, pause: float = 0.3) -> Synt
 @patch
 def __call__(self: Text2Speech, text: str, ref_audio=None, emo_labs=None, emo_feats=None, emo_feats_delta=None,
              intensity: float = 1.0, ref_text: str | None = None, match_energy: bool = True, max_chars: int = 200,
-             batch_size: int = 8, pause: float = 0.3, **options) -> Synthesis:
+             batch_size: int = 8, pause: float = 0.3, sids=None, spembs=None, ref_spk=None, **options) -> Synthesis:
     ("Synthesise `text` with the requested emotion; see `conditioning` for the arguments and `synthesize_batch` for "
      "`options`; a text longer than `max_chars` is synthesised in pieces (`split_text`).")
     if not isinstance(text, str):
         raise TypeError(f"text must be a str (use synthesize_batch for several), got {type(text).__name__}")
     request = (ref_audio, emo_labs, emo_feats, emo_feats_delta, intensity, ref_text, match_energy)
+    options.update(sids=sids, spembs=spembs, ref_spk=ref_spk)
     pieces = split_text(text, max_chars) if len(text) > max_chars else [text]
     if len(pieces) == 1: return self.synthesize_batch([text], *request, **options)[0]
     parts = [o for i in range(0, len(pieces), batch_size)

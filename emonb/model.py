@@ -63,7 +63,7 @@ class EmoTTSModel(nn.Module):
     ("speech -> log-mel -> normalised; prosody factors / soft labels when missing; controllable Tacotron2. "
      "`model(**batch) -> (loss, stats, weight)`.")
     def __init__(self, feats_extract: nn.Module | None, normalize: nn.Module | None, emo_extract: nn.Module | None,
-                 emo_classifier: nn.Module | None, tts: nn.Module, emotions=None):
+                 emo_classifier: nn.Module | None, tts: nn.Module, emotions=None, speakers=None):
         super().__init__()
         self.feats_extract, self.normalize, self.emo_extract, self.tts = feats_extract, normalize, emo_extract, tts
         self.emo_classifier = emo_classifier
@@ -73,6 +73,7 @@ class EmoTTSModel(nn.Module):
         if n and len(self.emotions) != n:
             raise ValueError(f"tts is conditioned on {n} emotions (n_emotions) but {len(self.emotions)} are named: "
                              f"{self.emotions}")
+        self.speakers = self._speaker_names(speakers)        # the names of the speaker-id rows (the config's `speakers`)
         if emo_classifier is not None:
             emo_classifier.requires_grad_(False).eval()
             n = getattr(emo_classifier, "n_emotions", None)
@@ -95,6 +96,21 @@ class EmoTTSModel(nn.Module):
 def n_emotions(self: EmoTTSModel) -> int: return getattr(self.tts, "n_emotions", 0)
 @patch(as_prop=True)
 def prosody_dim(self: EmoTTSModel) -> int: return getattr(self.tts, "prosody_dim", 0)
+@patch(as_prop=True)
+def spks(self: EmoTTSModel) -> int | None: return getattr(self.tts, "spks", None)
+@patch(as_prop=True)
+def spk_embed_dim(self: EmoTTSModel) -> int | None: return getattr(self.tts, "spk_embed_dim", None)
+
+# %% ../nbs/10_model.ipynb #c828dec2
+@patch
+def _speaker_names(self: EmoTTSModel, speakers) -> list:
+    "The names of the speaker-id rows: `speakers` (checked against `spks`), else `spk0`, `spk1`, ..."
+    n = self.spks or 0
+    names = list(speakers) if speakers is not None else [f"spk{i}" for i in range(n)]
+    if len(set(names)) != len(names): raise ValueError(f"repeated speaker names in {names}")
+    if names and len(names) > n:
+        raise ValueError(f"{len(names)} speakers are named ({names}) but the tts has {n} speaker-id rows (spks: {n})")
+    return names
 
 # %% ../nbs/10_model.ipynb #cca34161
 @patch
@@ -145,22 +161,24 @@ def _soft_labels(self: EmoTTSModel, feats, feats_n, feats_lengths, emo_feats):
     raise ValueError(f"emo_classifier.input_type must be 'prosody' or 'mel', got {kind!r}")
 
 # %% ../nbs/10_model.ipynb #cc4c6000
-IGNORED_BATCH_KEYS = ("sids", "spembs", "lids", "utt_id")
+IGNORED_BATCH_KEYS = ("lids", "utt_id")
 
 # %% ../nbs/10_model.ipynb #601d1c14
 @patch
 def forward(self: EmoTTSModel, text, text_lengths, speech=None, speech_lengths=None, emo_labs=None, emo_feats=None,
-            feats=None, feats_lengths=None, ref_speech=None, ref_speech_lengths=None, **kw):
+            feats=None, feats_lengths=None, ref_speech=None, ref_speech_lengths=None, sids=None, spembs=None, **kw):
     "Training step on a collated batch -> `(loss, stats, weight)` of the tts."
     unknown = [k for k in kw if k not in IGNORED_BATCH_KEYS and k.removesuffix("_lengths") not in IGNORED_BATCH_KEYS]
     if unknown: raise TypeError(f"EmoTTSModel.forward: unexpected batch entries {unknown}; known: text, speech, feats, "
-                                f"emo_labs, emo_feats, ref_speech (+ _lengths); ignored: {list(IGNORED_BATCH_KEYS)}")
+                                f"emo_labs, emo_feats, ref_speech, sids, spembs (+ _lengths); "
+                                f"ignored: {list(IGNORED_BATCH_KEYS)}")
     text, text_lengths = self._strip_eos(text, text_lengths)
     raw, feats_lengths = self._extract_feats(speech, speech_lengths, feats, feats_lengths)
     feats = self.normalize(raw, feats_lengths)[0] if self.normalize is not None else raw
     own = dict(speech=speech, speech_lengths=speech_lengths, text=text, text_lengths=text_lengths,
                feats=raw, feats_n=feats, feats_lengths=feats_lengths)
-    c = self.condition(text.size(0), emo_labs, emo_feats, ref_speech, ref_speech_lengths, own=own)
+    c = self.condition(text.size(0), emo_labs, emo_feats, ref_speech, ref_speech_lengths, own=own, sids=sids,
+                       spembs=spembs)
     return self.tts(text, text_lengths, feats, feats_lengths, **c.tts_kwargs())
 
 # %% ../nbs/10_model.ipynb #05be85ae
@@ -204,17 +222,21 @@ class Conditioning:
     ref_feats_lengths: torch.Tensor | None = None   # (B,)
     # per utterance {"emo_labs": "request", "pitch_mean": "reference", ...}
     sources: list = field(default_factory=list)
+    sids: torch.Tensor | None = None                # (B,) speaker ids (rows of the tts's `sid_emb`)
+    spembs: torch.Tensor | None = None              # (B, spk_embed_dim) speaker embeddings
 
     def tts_kwargs(self) -> dict:
-        "The keyword arguments of the tts's `forward` / `inference_batch`."
-        return dict(emo_labs=self.emo_labs, emo_feats=self.emo_feats, ref_feats=self.ref_feats,
-                    ref_feats_lengths=self.ref_feats_lengths)
+        "The keyword arguments of the tts's `forward` / `inference_batch` (speakers only when given)."
+        kw = dict(emo_labs=self.emo_labs, emo_feats=self.emo_feats, ref_feats=self.ref_feats,
+                  ref_feats_lengths=self.ref_feats_lengths)
+        return kw | {k: v for k, v in (("sids", self.sids), ("spembs", self.spembs)) if v is not None}
 
     @classmethod
     def cat(cls, items: list) -> Conditioning:
         "One batch from several (reference mels padded with zeros to the longest)."
         join = lambda k: None if getattr(items[0], k) is None else torch.cat([getattr(c, k) for c in items])
-        out = cls(join("emo_labs"), join("emo_feats"), sources=[s for c in items for s in c.sources])
+        out = cls(join("emo_labs"), join("emo_feats"), sources=[s for c in items for s in c.sources],
+                  sids=join("sids"), spembs=join("spembs"))
         if items[0].ref_feats is not None:
             out.ref_feats_lengths = join("ref_feats_lengths")
             L = int(out.ref_feats_lengths.max())
@@ -376,13 +398,36 @@ def _condition_factors(self: EmoTTSModel, src: dict, labs, emo_feats, emo_feats_
 
 # %% ../nbs/10_model.ipynb #72345137
 @patch
+def _condition_speaker(self: EmoTTSModel, c: Conditioning, batch_size: int, sids, spembs) -> Conditioning:
+    "Speaker ids `(B,)` from names or numbers, embeddings `(B, D)`; errors name the known speakers."
+    dev = next(self.tts.parameters()).device
+    if sids is not None:
+        if not self.spks: raise ValueError("this model has no speaker-id table (spks: 0); sids cannot be used")
+        if isinstance(sids, str) or (isinstance(sids, (list, tuple)) and sids and isinstance(sids[0], str)):
+            names = [sids] * batch_size if isinstance(sids, str) else list(sids)
+            bad = [n for n in names if n not in self.speakers]
+            if bad: raise ValueError(f"unknown speaker {bad[0]!r}; this model's speakers are {self.speakers}")
+            sids = [self.speakers.index(n) for n in names]
+        c.sids = torch.as_tensor(sids, dtype=torch.long, device=dev).reshape(-1)
+        if c.sids.numel() == 1 and batch_size > 1: c.sids = c.sids.expand(batch_size)
+        for s in c.sources: s["speaker"] = "request"
+    if spembs is not None:
+        if not self.spk_embed_dim:
+            raise ValueError("this model takes no speaker embeddings (spk_embed_dim: 0); spembs cannot be used")
+        x = torch.as_tensor(np.asarray(spembs, np.float32) if not torch.is_tensor(spembs) else spembs).float()
+        c.spembs = (x[None] if x.dim() == 1 else x).to(dev)
+        for s in c.sources: s.setdefault("speaker", "request")
+    return c
+
+# %% ../nbs/10_model.ipynb #8f3a4ce9
+@patch
 @torch.no_grad()
 def condition(self: EmoTTSModel, batch_size: int = 1, emo_labs=None, emo_feats=None, ref_speech=None,
               ref_speech_lengths=None, intensity: float = 1.0, emo_feats_delta=None, ref_factors=None,
-              own: dict | None = None) -> Conditioning:
+              own: dict | None = None, sids=None, spembs=None) -> Conditioning:
     ("Every request form -> the tensors the tts takes (see the table above); `own` holds a training batch's speech "
      "and mel.")
-    c = Conditioning(sources=[{} for _ in range(batch_size)])
+    c = self._condition_speaker(Conditioning(sources=[{} for _ in range(batch_size)]), batch_size, sids, spembs)
     ref = self._condition_reference(c, ref_speech, ref_speech_lengths)
     if own is not None: return self._condition_batch(c, emo_labs, emo_feats, own)
     if batch_size != 1:
@@ -412,17 +457,19 @@ def _teacher_feats(self: EmoTTSModel, speech, feats):
 @torch.no_grad()
 def inference(self: EmoTTSModel, text, emo_labs=None, emo_feats=None, ref_speech=None, cond: Conditioning | None = None,
               speech=None, feats=None, use_teacher_forcing: bool = False, intensity: float = 1.0,
-              emo_feats_delta=None, **decode_conf) -> dict:
+              emo_feats_delta=None, sids=None, spembs=None, **decode_conf) -> dict:
     "One text `(T,)` of ids -> dict(feat_gen (denormalised log-mel), feat_gen_norm, prob, att_w, + conditioning used)."
     text = torch.as_tensor(text)
     if text.dim() != 1: raise ValueError(f"inference takes one text of ids (T,), got shape {tuple(text.shape)}")
     dev = self.tts.enc.embed.weight.device
     t, tl = self._strip_eos(text[None].to(dev), torch.tensor([len(text)], device=dev))
     if cond is None:
-        cond = self.condition(1, emo_labs, emo_feats, ref_speech, intensity=intensity, emo_feats_delta=emo_feats_delta)
+        cond = self.condition(1, emo_labs, emo_feats, ref_speech, intensity=intensity, emo_feats_delta=emo_feats_delta,
+                              sids=sids, spembs=spembs)
     if use_teacher_forcing: decode_conf.update(use_teacher_forcing=True, feats=self._teacher_feats(speech, feats))
     kw = cond.tts_kwargs()
     kw["ref_feats"] = None if kw.pop("ref_feats_lengths") is None else kw["ref_feats"][0]
+    if "spembs" in kw: kw["spembs"] = kw["spembs"][0]
     out = self.tts.inference(t[0, :int(tl[0])], **kw, **decode_conf)
     out["feat_gen_norm"] = out["feat_gen"]
     if self.normalize is not None: out["feat_gen"] = self.normalize.inverse(out["feat_gen"][None])[0][0]

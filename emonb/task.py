@@ -154,6 +154,9 @@ def _data_arguments(cls: TTSTask, p):
     g.add_argument("--cleaner", type=str_or_none, default="english", help="text cleaner (emonb.data.text.CLEANERS)")
     g.add_argument("--emotions", type=str, nargs="+", default=list(EMOTIONS),
                    help="emotion names, in soft-label order")
+    g.add_argument("--speakers", type=str, nargs="+", default=None,
+                   help="speaker names (utt2spk) in speaker-id order, for tts_conf spks (default: the training "
+                        "set's speakers, sorted)")
     g.add_argument("--resample", type=str2bool, default=False,
                    help="resample audio at another rate to the front end's when loading it (default: an error)")
     g.add_argument("--stats_dir", type=str_or_none, default=None,
@@ -253,8 +256,10 @@ def build_dataset(cls: TTSTask, args, mode: str = "train", preprocess: bool = Tr
         raise ValueError(f"no {mode} data: give --{mode}_data_dir or --{mode}_data_path_and_name_and_type")
     token_list = cls.token_list(args) if preprocess else None
     if d is not None:
+        spk = getattr(args, "speakers", None) if preprocess and (args.tts_conf or {}).get("spks") else None
         ds = EmoDataset.from_dir(d, token_list=token_list, emotions=args.emotions, feats=feats_file, fs=fs,
-                                 resample=args.resample, cleaner=args.cleaner, token_type=args.token_type)
+                                 resample=args.resample, cleaner=args.cleaner, token_type=args.token_type,
+                                 speakers=spk)
         if not preprocess: ds.preprocess = None
         return ds
     if feats_file is not None and not any(n == "emo_feats" for _, n, _ in triples):
@@ -275,12 +280,25 @@ def token_list(cls: TTSTask, args) -> list:
 
 # %% ../nbs/11_task.ipynb #65546eff
 @patch(cls_method=True)
+def _fill_speakers(cls: TTSTask, args) -> dict:
+    "Set `args.speakers` from the training `utt2spk` when the tts has `spks` and none are named."
+    spks = (args.tts_conf or {}).get("spks")
+    if not spks or getattr(args, "speakers", None) is not None or args.train_data_dir is None: return {}
+    f = Path(args.train_data_dir)/"utt2spk"
+    if not f.exists(): raise FileNotFoundError(f"{f}: tts_conf spks: {spks} needs the speakers of the training data")
+    args.speakers = sorted(set(read_2column_text(f, "speaker").values()))
+    if len(args.speakers) > spks:
+        raise ValueError(f"{f}: {len(args.speakers)} speakers but tts_conf spks: {spks} rows; raise spks")
+    return dict(speakers=args.speakers)
+
+# %% ../nbs/11_task.ipynb #f8d7845a
+@patch(cls_method=True)
 def prepare_features(cls: TTSTask, args, force: bool = False, progress: bool = False) -> dict:
     ("Make the token list, mel statistics and prosody-factor files that `args` needs and lacks; "
      "update `args` to use them.")
     out = Path(args.stats_dir or (Path(args.output_dir)/"stats" if args.output_dir else None) or "")
     if not str(out) or str(out) == ".": raise ValueError("prepare_features needs --stats_dir or --output_dir")
-    done = {}
+    done = cls._fill_speakers(args)
     if args.token_list is None or force:
         raw = cls.build_dataset(args, "train", preprocess=False)
         texts = {u: raw.load(u, ["text"])["text"] for u in raw.keys()}
@@ -411,7 +429,8 @@ def build_model(cls: TTSTask, args) -> EmoTTSModel:
     if n_emo and n_emo != len(args.emotions):
         raise ValueError(f"tts_conf n_emotions={n_emo} but {len(args.emotions)} emotions are given: {args.emotions}")
     tts = tts_choices.build(args.tts, tts_conf, len(token_list), odim)
-    return EmoTTSModel(fe, normalize, emo_extract, emo_classifier, tts, emotions=args.emotions)
+    return EmoTTSModel(fe, normalize, emo_extract, emo_classifier, tts, emotions=args.emotions,
+                       speakers=getattr(args, "speakers", None) if tts_conf.get("spks") else None)
 
 # %% ../nbs/11_task.ipynb #af44d8d2
 @patch(cls_method=True)

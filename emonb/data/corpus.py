@@ -17,12 +17,13 @@ from .dataset import EMOTIONS, read_2column_text
 
 # %% auto #0
 __all__ = ['DEFAULT_PROFILES', 'PROFILE_ORDER', 'SENTENCES', 'VOCABULARY', 'TEMPLATES', 'HELDOUT_SENTENCES', 'KALDI_FILES',
-           'CORPUS_VERSION', 'COMMON_EMOTIONS', 'EMOTION_ALIASES', 'RAVDESS_EMOTIONS', 'RAVDESS_STATEMENTS',
-           'CREMAD_EMOTIONS', 'CREMAD_SENTENCES', 'CSV_COLUMNS', 'IMPORTERS', 'EmotionProfile', 'fill_template',
-           'compose_sentences', 'espeak_version', 'trim_silence', 'prosody_attrs', 'prosody_ssml', 'check_voice',
-           'synthesize_utterance', 'utterance_prosody', 'split_sentences', 'write_data_dir', 'read_data_dir',
-           'corpus_jobs', 'utterance_id', 'make_corpus', 'make_base_corpus', 'heldout_dir', 'make_heldout_corpus',
-           'normalize_emotion', 'esd_split', 'prepare_esd', 'prepare_ravdess', 'prepare_cremad', 'prepare_csv']
+           'CORPUS_VERSION', 'VOICES', 'HELDOUT_CELLS', 'MAX_TRAIN', 'COMMON_EMOTIONS', 'EMOTION_ALIASES',
+           'RAVDESS_EMOTIONS', 'RAVDESS_STATEMENTS', 'CREMAD_EMOTIONS', 'CREMAD_SENTENCES', 'CSV_COLUMNS', 'IMPORTERS',
+           'EmotionProfile', 'fill_template', 'compose_sentences', 'espeak_version', 'trim_silence', 'prosody_attrs',
+           'prosody_ssml', 'check_voice', 'synthesize_utterance', 'utterance_prosody', 'split_sentences',
+           'write_data_dir', 'read_data_dir', 'corpus_cells', 'corpus_jobs', 'utterance_id', 'make_corpus',
+           'make_base_corpus', 'heldout_dir', 'make_heldout_corpus', 'normalize_emotion', 'esd_split', 'prepare_esd',
+           'prepare_ravdess', 'prepare_cremad', 'prepare_csv']
 
 # %% ../../nbs/04_data.corpus.ipynb #36ae57c0
 @dataclass
@@ -292,15 +293,35 @@ def read_data_dir(d) -> dict:
     return out
 
 # %% ../../nbs/04_data.corpus.ipynb #f9248421
-CORPUS_VERSION = "1.0"
+CORPUS_VERSION = "2.0"
+VOICES = {"f1": "en-us+f3", "m1": "en-us+m3", "f2": "en-us+f4"}   # speaker -> espeak-ng voice
+HELDOUT_CELLS = (("m1", "happy"),)                                  # in eval only: cross-speaker transfer
+MAX_TRAIN = {"m1": 24, "f2": 24}                                    # training sentences of the other voices
 
-def corpus_jobs(n_sentences: int, emotions: list, pairing: str = "all", seed: int = 0) -> list:
-    "`(emotion, emotion index, sentence index)` of every utterance: each sentence in every emotion (`all`), or in one."
-    if pairing == "all": return [(e, ei, si) for si in range(n_sentences) for ei, e in enumerate(emotions)]
-    if pairing != "one": raise ValueError(f"pairing must be 'all' or 'one', got {pairing!r}")
-    order = np.random.default_rng([seed, 998]).permutation(n_sentences)    # emotions in turn over a seeded order
-    return sorted(((emotions[k % len(emotions)], k % len(emotions), int(si)) for k, si in enumerate(order)),
-                  key=lambda j: j[2])
+# %% ../../nbs/04_data.corpus.ipynb #c62dbaf3
+def corpus_cells(speakers: list, emotions: list, heldout_cells=()) -> list:
+    "`(speaker, emotion)` pairs in speaker-major order, without `heldout_cells`."
+    bad = [c for c in map(tuple, heldout_cells) if c[0] not in speakers or c[1] not in emotions]
+    if bad: raise ValueError(f"held-out cells {bad} name an unknown speaker or emotion ({speakers}, {emotions})")
+    held = {tuple(c) for c in heldout_cells}
+    return [(s, e) for s in speakers for e in emotions if (s, e) not in held]
+
+# %% ../../nbs/04_data.corpus.ipynb #9b0a2a1b
+def corpus_jobs(n_sentences: int, emotions: list, pairing: str = "all", seed: int = 0, speakers=("f1",),
+                heldout_cells=(), open_sentences=(), allowed: dict | None = None) -> list:
+    ("`(speaker, speaker index, emotion, emotion index, sentence index)` of every utterance: each sentence in every "
+     "voice and emotion (`all`), or in one cell (`one`).")
+    spk, emo = list(speakers), list(emotions)
+    cells = corpus_cells(spk, emo, heldout_cells)
+    job = lambda s, e, si: (s, spk.index(s), e, emo.index(e), int(si))
+    if pairing == "one":
+        order = np.random.default_rng([seed, 998]).permutation(n_sentences)    # cells in turn over a seeded order
+        return sorted((job(*cells[k % len(cells)], si) for k, si in enumerate(order)), key=lambda j: (j[4], j[1]))
+    if pairing != "all": raise ValueError(f"pairing must be 'all' or 'one', got {pairing!r}")
+    held, opened = {tuple(c) for c in heldout_cells}, set(open_sentences)
+    ok = lambda s, e, si: (((s, e) not in held or si in opened) and (allowed is None or s not in allowed
+                                                                        or si in allowed[s]))
+    return [job(s, e, si) for si in range(n_sentences) for s in spk for e in emo if ok(s, e, si)]
 
 # %% ../../nbs/04_data.corpus.ipynb #5df30f7a
 def utterance_id(speaker: str, emotion: str, sentence: int, n_sentences: int) -> str:
@@ -308,61 +329,53 @@ def utterance_id(speaker: str, emotion: str, sentence: int, n_sentences: int) ->
     return f"{speaker}_{emotion}_{sentence:0{max(3, len(str(n_sentences - 1)))}d}"
 
 # %% ../../nbs/04_data.corpus.ipynb #41e12756
-def make_corpus(out_dir=None, seed: int = 0, sentences: list | None = None, profiles: dict | None = None,
-                voice: str = "en-us+f3", speaker: str = "f1", splits=(48, 6, 6), sr: int = 22050,
-                only: list | None = None, overwrite: bool = False, progress: bool = False,
-                pairing: str = "all", n_jobs: int = 1, on_clip: str = "error",
-                split_names=("train", "dev", "eval")) -> dict:
-    "Generate the embedded corpus in `out_dir` (default `data_samples/`); returns the manifest."
-    out_dir = Path(out_dir) if out_dir is not None else data_samples_dir()
-    sentences = list(SENTENCES if sentences is None else sentences)
-    profiles = dict(DEFAULT_PROFILES if profiles is None else profiles)
-    if re.search(r"[\s_]", speaker): raise ValueError(f"speaker {speaker!r} must not contain whitespace or '_'")
-    if len(split_names) != len(splits): raise ValueError(f"{len(splits)} split sizes for split names {split_names}")
-    split_of = split_sentences(len(sentences), splits, seed, split_names)
-    version = espeak_version()
-    check_voice(voice)  # before anything is deleted
-    if only is None and (out_dir/"manifest.yaml").exists():
-        if not overwrite:
-            raise FileExistsError(f"{out_dir/'manifest.yaml'} exists; pass overwrite=True (--force) to regenerate")
-        for f in (out_dir/"wav").glob("*.flac"): f.unlink()
-    (out_dir/"wav").mkdir(parents=True, exist_ok=True)
-    uid = lambda e, si: utterance_id(speaker, e, si, len(sentences))
-    jobs = corpus_jobs(len(sentences), list(profiles), pairing, seed)
-    if only is not None:
-        want = set(only)
-        jobs = [j for j in jobs if uid(j[0], j[2]) in want]
-        missing = want - {uid(e, si) for e, _, si in jobs}
-        if missing: raise ValueError(f"unknown utterance ids: {sorted(missing)}")
-    prosody = {uid(e, si): utterance_prosody(profiles[e], seed, 0, ei, si) for e, ei, si in jobs}
+def _check_voices(voices: dict) -> dict:
+    if not voices: raise ValueError("voices is empty: give {speaker: espeak-ng voice}")
+    for spk, voice in voices.items():
+        if re.search(r"[\s_]", spk) or not spk:
+            raise ValueError(f"speaker {spk!r} must be non-empty without whitespace or '_'")
+        check_voice(voice)
+    return dict(voices)
 
-    def synth(job):
-        e, _, si = job
-        p = prosody[uid(e, si)]
-        y = synthesize_utterance(sentences[si], p, voice=voice, sr=sr)
-        while np.abs(y).max() >= 0.999:
-            if on_clip != "lower" or p["volume"] < 20:
-                raise ValueError(f"{uid(e, si)}: synthesised speech clips (volume {p['volume']}%); "
-                                 "lower the profile's volume")
-            p["volume"] = round(0.9 * p["volume"], 1)                       # recorded in the manifest
-            y = synthesize_utterance(sentences[si], p, voice=voice, sr=sr)
-        sf.write(out_dir/"wav"/f"{uid(e, si)}.flac", y, sr, subtype="PCM_16", format="FLAC")
+# %% ../../nbs/04_data.corpus.ipynb #81e50b07
+def _train_limits(split_of: dict, voices: dict, max_train: dict, seed: int = 0, train: str = "train") -> dict | None:
+    "Sentence indices each limited voice speaks: its first `max_train` training sentences, all of the other splits."
+    if not max_train or train not in split_of: return None
+    unknown = sorted(set(max_train) - set(voices))
+    if unknown: raise ValueError(f"max_train names speakers {unknown} that are not voices ({list(voices)})")
+    order = np.random.default_rng([seed, 997]).permutation(split_of[train]).tolist()
+    rest = [i for k, v in split_of.items() if k != train for i in v]
+    return {s: set(order[:n]) | set(rest) for s, n in max_train.items()}
+
+# %% ../../nbs/04_data.corpus.ipynb #f551a127
+def _synth_file(path: Path, text: str, p: dict, voice: str, sr: int, on_clip: str, uid: str):
+    "Speak one utterance into `path`; `on_clip='lower'` retries 10 % softer (the used volume is kept in `p`)."
+    y = synthesize_utterance(text, p, voice=voice, sr=sr)
+    while np.abs(y).max() >= 0.999:
+        if on_clip != "lower" or p["volume"] < 20:
+            raise ValueError(f"{uid}: synthesised speech clips (volume {p['volume']}%); lower the profile's volume")
+        p["volume"] = round(0.9 * p["volume"], 1)                       # recorded in the manifest
+        y = synthesize_utterance(text, p, voice=voice, sr=sr)
+    sf.write(path, y, sr, subtype="PCM_16", format="FLAC")
+
+# %% ../../nbs/04_data.corpus.ipynb #3f420198
+def _run_jobs(fn, jobs: list, n_jobs: int, progress: bool):
     pool = ThreadPoolExecutor(max(1, n_jobs))
     try:
-        done = pool.map(synth, jobs)
+        done = pool.map(fn, jobs)
         if progress:
             from tqdm.auto import tqdm
             done = tqdm(done, total=len(jobs), desc="make_corpus")
         for _ in done: pass
     finally: pool.shutdown(cancel_futures=True)                # an error or Ctrl-C stops the queue at once
-    recs = {k: [] for k in split_of}
-    for e, _, si in jobs:
-        split = next(k for k, v in split_of.items() if si in v)
-        recs[split].append(dict(uid=uid(e, si), wav=f"../wav/{uid(e, si)}.flac", text=sentences[si], emotion=e,
-                                speaker=speaker))
-    manifest = dict(
+
+# %% ../../nbs/04_data.corpus.ipynb #6e2edeee
+def _corpus_manifest(seed, version, voices, heldout_cells, max_train, sr, profiles, pairing, sentences, split_of,
+                     prosody) -> dict:
+    return dict(
         generator="emonb.data.corpus.make_corpus", generator_version=CORPUS_VERSION, seed=seed,
-        espeak_ng_version=version, voice=voice, speaker=speaker, sample_rate=sr, format="FLAC PCM_16 mono",
+        espeak_ng_version=version, voices=voices, heldout_cells=[list(c) for c in heldout_cells],
+        max_train=dict(max_train or {}), sample_rate=sr, format="FLAC PCM_16 mono",
         trim=dict(top_db=40.0, keep_s=0.05), emotions=list(profiles), pairing=pairing,
         order=PROFILE_ORDER if profiles == DEFAULT_PROFILES else None,
         profiles={k: asdict(v) for k, v in profiles.items()},
@@ -374,18 +387,61 @@ def make_corpus(out_dir=None, seed: int = 0, sentences: list | None = None, prof
                             "rng = numpy.random.default_rng([seed, spk_idx, emo_idx, sentence_idx])",
         sentences=sentences, splits=split_of,
         utterances={u: prosody_attrs(p) for u, p in sorted(prosody.items())})
+
+# %% ../../nbs/04_data.corpus.ipynb #55f9076b
+def make_corpus(out_dir=None, seed: int = 0, sentences: list | None = None, profiles: dict | None = None,
+                voices: dict | None = None, heldout_cells=None, max_train: dict | None = None,
+                splits=(48, 6, 6), sr: int = 22050, only: list | None = None, overwrite: bool = False,
+                progress: bool = False, pairing: str = "all", n_jobs: int = 1, on_clip: str = "lower",
+                split_names=("train", "dev", "eval")) -> dict:
+    ("Generate the corpus in `out_dir` (default: the embedded one in `data_samples/`, with `VOICES`, `HELDOUT_CELLS` "
+     "and `MAX_TRAIN` unless `voices` is given); returns the manifest.")
+    out_dir = Path(out_dir) if out_dir is not None else data_samples_dir()
+    sentences = list(SENTENCES if sentences is None else sentences)
+    profiles = dict(DEFAULT_PROFILES if profiles is None else profiles)
+    embedded = voices is None
+    voices = _check_voices(VOICES if embedded else voices)           # before anything is deleted
+    heldout_cells = [tuple(c) for c in (HELDOUT_CELLS if embedded and heldout_cells is None else heldout_cells or ())]
+    max_train = dict(MAX_TRAIN if embedded and max_train is None else max_train or {})
+    if len(split_names) != len(splits): raise ValueError(f"{len(splits)} split sizes for split names {split_names}")
+    split_of = split_sentences(len(sentences), splits, seed, split_names)
+    opened = split_of.get("eval", []) if pairing == "all" else []
+    jobs = corpus_jobs(len(sentences), list(profiles), pairing, seed, list(voices), heldout_cells, opened,
+                       _train_limits(split_of, voices, max_train, seed) if pairing == "all" else None)
+    uid = lambda j: utterance_id(j[0], j[2], j[4], len(sentences))
+    if only is not None:
+        want = set(only)
+        jobs = [j for j in jobs if uid(j) in want]
+        missing = want - {uid(j) for j in jobs}
+        if missing: raise ValueError(f"unknown utterance ids: {sorted(missing)}")
+    if only is None and (out_dir/"manifest.yaml").exists():
+        if not overwrite:
+            raise FileExistsError(f"{out_dir/'manifest.yaml'} exists; pass overwrite=True (--force) to regenerate")
+        for f in (out_dir/"wav").glob("*.flac"): f.unlink()
+    (out_dir/"wav").mkdir(parents=True, exist_ok=True)
+    prosody = {uid(j): utterance_prosody(profiles[j[2]], seed, j[1], j[3], j[4]) for j in jobs}
+    _run_jobs(lambda j: _synth_file(out_dir/"wav"/f"{uid(j)}.flac", sentences[j[4]], prosody[uid(j)], voices[j[0]],
+                                    sr, on_clip, uid(j)), jobs, n_jobs, progress)
+    split = {si: k for k, v in split_of.items() for si in v}
+    recs = {k: [] for k in split_of}
+    for j in jobs:
+        recs[split[j[4]]].append(dict(uid=uid(j), wav=f"../wav/{uid(j)}.flac", text=sentences[j[4]],
+                                      emotion=j[2], speaker=j[0]))
+    manifest = _corpus_manifest(seed, espeak_version(), voices, heldout_cells, max_train, sr, profiles, pairing,
+                                sentences, split_of, prosody)
     if only is None:
-        for split, rs in recs.items(): write_data_dir(out_dir/split, rs)
+        for k, rs in recs.items(): write_data_dir(out_dir/k, rs)
         save_yaml(manifest, out_dir/"manifest.yaml")
     return manifest
 
-# %% ../../nbs/04_data.corpus.ipynb #64e2a6d4
+# %% ../../nbs/04_data.corpus.ipynb #12c49317
 def make_base_corpus(out_dir, n_sentences: int = 4000, n_dev: int = 100, seed: int = 0, n_jobs: int = 2,
                      **kwargs) -> dict:
-    "The base voice's corpus: grammar sentences (no embedded or held-out one), each in one emotion, same voice."
+    ("The base voice's corpus: grammar sentences (no embedded or held-out one), "
+     "each in one voice and emotion (not a held-out cell).")
     sents = compose_sentences(n_sentences, seed, exclude=SENTENCES + HELDOUT_SENTENCES)
     return make_corpus(out_dir, seed=seed, sentences=sents, splits=(n_sentences - n_dev, n_dev, 0), pairing="one",
-                       n_jobs=n_jobs, on_clip="lower", **kwargs)
+                       n_jobs=n_jobs, **kwargs)
 
 # %% ../../nbs/04_data.corpus.ipynb #d88b9241
 def heldout_dir() -> Path:

@@ -15,7 +15,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 from ..core import data_samples_dir
 from ..data.corpus import read_data_dir
-from ..data.dataset import EmoDataset, load_array_dict
+from ..data.dataset import EmoDataset, load_array_dict, read_2column_text
 
 # %% auto #0
 __all__ = ['FACTOR_NAMES', 'frame_energy_db', 'median_network', 'median_filter', 'hpss', 'harmonic_ratio', 'f0_yin',
@@ -198,8 +198,10 @@ def forward(self: ProsodyFactors, speech: torch.Tensor, speech_lengths: torch.Te
 class ProsodyNormalizer:
     ("Per-factor robust min-max scaling to [0, 1]: training percentiles `lo`/`hi` -> 0/1, "
      "values outside clipped and counted.")
-    def __init__(self, lo, hi, names=FACTOR_NAMES, percentiles=(1.0, 99.0), count: int = 0):
+    def __init__(self, lo, hi, names=FACTOR_NAMES, percentiles=(1.0, 99.0), count: int = 0,
+                 speakers: dict | None = None):
         self.lo, self.hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+        self.speakers = dict(speakers or {})                  # {speaker: ProsodyNormalizer of that voice}
         self.names, self.percentiles, self.count = tuple(names), tuple(float(p) for p in percentiles), int(count)
         if not (self.lo.shape == self.hi.shape == (len(self.names),)):
             raise ValueError(f"lo, hi and names must have one entry per factor: {self.lo.shape}, {self.hi.shape}, "
@@ -210,8 +212,9 @@ class ProsodyNormalizer:
     @property
     def dim(self) -> int: return len(self.names)
     def __repr__(self):
+        spk = f", {len(self.speakers)} speakers" if self.speakers else ""
         return (f"ProsodyNormalizer({self.dim} factors, percentiles={self.percentiles}, "
-                f"fitted on {self.count} utterances)")
+                f"fitted on {self.count} utterances{spk})")
 
     def _check(self, x, what="factors"):
         if x.shape[-1] != self.dim:
@@ -223,16 +226,28 @@ def _as_matrix(feats) -> np.ndarray:
     if isinstance(feats, dict): feats = list(feats.values())
     return np.atleast_2d(np.asarray(feats, np.float64))
 
+# %% ../../nbs/06_feats.prosody.ipynb #117e60c4
+def _fit_speakers(cls, feats, utt2spk, percentiles, names) -> dict:
+    if utt2spk is None: return {}
+    if not isinstance(feats, dict): raise ValueError("fit: per-speaker statistics need factors as {uid: vector}")
+    missing = [u for u in feats if u not in utt2spk]
+    if missing: raise ValueError(f"fit: utterance {missing[0]!r} has no speaker in utt2spk ({len(missing)} without)")
+    by = {}
+    for u, v in feats.items(): by.setdefault(utt2spk[u], {})[u] = v
+    return {s: cls.fit(f, percentiles, names) for s, f in sorted(by.items())}
+
 # %% ../../nbs/06_feats.prosody.ipynb #61edc06e
 @patch(cls_method=True)
-def fit(cls: ProsodyNormalizer, feats, percentiles=(1.0, 99.0), names=FACTOR_NAMES) -> ProsodyNormalizer:
-    "Fit on training factors (`{uid: vector}` or `(N, P)`): per factor the given percentiles become 0 and 1."
+def fit(cls: ProsodyNormalizer, feats, percentiles=(1.0, 99.0), names=FACTOR_NAMES,
+        utt2spk: dict | None = None) -> ProsodyNormalizer:
+    ("Fit on training factors (`{uid: vector}` or `(N, P)`): per factor the given percentiles become 0 and 1; "
+     "with `utt2spk`, also per speaker.")
     X = _as_matrix(feats)
     if X.shape[-1] != len(names):
         raise ValueError(f"fit: expected {len(names)} factors ({', '.join(names)}), found {X.shape[-1]}")
     if not np.isfinite(X).all(): raise ValueError("fit: training factors contain NaN or Inf")
     lo, hi = np.percentile(X, percentiles, axis=0)
-    return cls(lo, hi, names, percentiles, count=len(X))
+    return cls(lo, hi, names, percentiles, count=len(X), speakers=_fit_speakers(cls, feats, utt2spk, percentiles, names))
 
 # %% ../../nbs/06_feats.prosody.ipynb #c74c9da8
 @patch
@@ -252,6 +267,22 @@ def transform(self: ProsodyNormalizer, x, return_clipped: bool = False):
         y = np.clip(y, 0, 1).astype(np.float32)
     return (y, n.astype(np.int64)) if return_clipped else y
 
+# %% ../../nbs/06_feats.prosody.ipynb #15971829
+@patch
+def for_speaker(self: ProsodyNormalizer, speaker=None) -> ProsodyNormalizer:
+    "The normaliser fitted on `speaker`'s training utterances; this corpus-wide one for None or an unknown voice."
+    return self.speakers.get(speaker, self) if speaker is not None else self
+
+# %% ../../nbs/06_feats.prosody.ipynb #4c1cd7e3
+@patch
+def transform_utts(self: ProsodyNormalizer, feats: dict, utt2spk: dict | None = None) -> tuple[dict, np.ndarray]:
+    "Normalise `{uid: vector}`, each utterance with its speaker's scaling -> (`{uid: [0, 1] vector}`, clipped counts)."
+    out, n = {}, np.zeros(self.dim, np.int64)
+    for u, v in feats.items():
+        out[u], c = self.for_speaker((utt2spk or {}).get(u)).transform(np.asarray(v), return_clipped=True)
+        n += c
+    return out, n
+
 # %% ../../nbs/06_feats.prosody.ipynb #f8c0b56d
 @patch
 def inverse_transform(self: ProsodyNormalizer, y):
@@ -265,12 +296,15 @@ def inverse_transform(self: ProsodyNormalizer, y):
 # %% ../../nbs/06_feats.prosody.ipynb #dfa91420
 @patch
 def save(self: ProsodyNormalizer, path) -> Path:
-    "Write `names lo hi percentiles count` to an `.npz` (no pickled objects)."
+    "Write `names lo hi percentiles count` (and the per-speaker `speakers spk_lo spk_hi spk_count`) to an `.npz`."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix != ".npz": raise ValueError(f"{path}: prosody statistics are saved as .npz")
+    spk = list(self.speakers.values())
+    per = dict(speakers=np.array(list(self.speakers)), spk_lo=np.stack([n.lo for n in spk]),
+               spk_hi=np.stack([n.hi for n in spk]), spk_count=np.array([n.count for n in spk], np.int64)) if spk else {}
     np.savez(path, names=np.array(self.names), lo=self.lo, hi=self.hi, percentiles=np.array(self.percentiles),
-             count=np.array(self.count, dtype=np.int64))
+             count=np.array(self.count, dtype=np.int64), **per)
     return path
 
 # %% ../../nbs/06_feats.prosody.ipynb #11a6f17d
@@ -288,7 +322,9 @@ def load(cls: ProsodyNormalizer, path, names=FACTOR_NAMES) -> ProsodyNormalizer:
     if names is not None and stored != tuple(names):
         raise ValueError(f"{path}: holds statistics for {len(stored)} factors {stored}, "
                          f"expected {len(names)} {tuple(names)}")
-    return cls(d["lo"], d["hi"], stored, tuple(d["percentiles"]), int(d["count"]))
+    per = {str(s): cls(lo, hi, stored, tuple(d["percentiles"]), int(c))
+           for s, lo, hi, c in zip(d["speakers"], d["spk_lo"], d["spk_hi"], d["spk_count"])} if "speakers" in d else {}
+    return cls(d["lo"], d["hi"], stored, tuple(d["percentiles"]), int(d["count"]), per)
 
 # %% ../../nbs/06_feats.prosody.ipynb #9eb7b2dc
 def write_factors(feats: dict, path) -> Path:
@@ -376,21 +412,31 @@ def extract_prosody(source, out_file=None, normalizer: ProsodyNormalizer | None 
     return (feats, n_clipped) if return_clipped else feats
 
 # %% ../../nbs/06_feats.prosody.ipynb #3c94ba00
+def _utt2spk(source) -> dict | None:
+    "The `{uid: speaker}` of a data dir (its `utt2spk`) or of a dataset (its `utt2spk` attribute), if it has one."
+    if isinstance(source, (str, Path)):
+        f = Path(source)/"utt2spk"
+        return read_2column_text(f, "speaker") if f.exists() else None
+    return getattr(source, "utt2spk", None)
+
+# %% ../../nbs/06_feats.prosody.ipynb #cdecdbd2
 def make_emo_feats(data_dirs: dict, out_dir, train: str = "train", normalizer: ProsodyNormalizer | None = None,
-                   extractor: ProsodyFactors | None = None, percentiles=(1.0, 99.0), progress: bool = False) -> dict:
-    ("Raw and normalised factor files for each `{split: data_dir}`, the normaliser fitted on `train`; "
-     "returns a report per split.")
+                   extractor: ProsodyFactors | None = None, percentiles=(1.0, 99.0), progress: bool = False,
+                   per_speaker: bool = True) -> dict:
+    ("Raw and normalised factor files for each `{split: data_dir}`, the normaliser fitted on `train` "
+     "(per speaker with `utt2spk`); returns a report per split.")
     out_dir = Path(out_dir)
     if normalizer is None and train not in data_dirs:
         raise ValueError(f"the training split {train!r} is not among {list(data_dirs)}; "
                          f"it is needed to fit the normaliser")
     raw = {s: extract_prosody(d, out_dir/s/"emo_feats_raw.csv", extractor=extractor, progress=progress)
            for s, d in data_dirs.items()}
-    normalizer = normalizer or ProsodyNormalizer.fit(raw[train], percentiles)
+    spk = {s: _utt2spk(d) if per_speaker else None for s, d in data_dirs.items()}
+    normalizer = normalizer or ProsodyNormalizer.fit(raw[train], percentiles, utt2spk=spk[train])
     report = dict(stats_file=normalizer.save(out_dir/"prosody_stats.npz"))
     for s, feats in raw.items():
-        Y, n = normalizer.transform(np.stack(list(feats.values())), return_clipped=True)
-        path = write_factors(dict(zip(feats, Y)), out_dir/s/"emo_feats.csv")
+        Y, n = normalizer.transform_utts(feats, spk[s])
+        path = write_factors(Y, out_dir/s/"emo_feats.csv")
         report[s] = dict(file=path, raw_file=out_dir/s/"emo_feats_raw.csv", n_utts=len(feats),
                          n_clipped=dict(zip(FACTOR_NAMES, n.tolist())))
     return report
