@@ -423,8 +423,7 @@ def build_model(cls: TTSTask, args) -> EmoTTSModel:
         ex_conf.setdefault("token_list", token_list)
     emo_extract = emo_extract_choices.build(args.emo_extract, ex_conf)
     emo_classifier = emo_classifier_choices.build(args.emo_classifier, args.emo_classifier_conf)
-    tts_conf = {k: v for k, v in (args.tts_conf or {}).items()
-                if k != "odim" and not (k == "spk_embed_dim" and v is None)}
+    tts_conf = {k: v for k, v in (args.tts_conf or {}).items() if k != "odim"}
     n_emo = tts_conf.get("n_emotions", 0)
     if n_emo and n_emo != len(args.emotions):
         raise ValueError(f"tts_conf n_emotions={n_emo} but {len(args.emotions)} emotions are given: {args.emotions}")
