@@ -161,6 +161,13 @@ def make_corpus_cmd(args):
 def _csv_list(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
+# %% ../nbs/17_cli.ipynb #8e39fe17
+def _wrote(counts: dict) -> str:
+    def total(v): return v if isinstance(v, int) else sum(map(total, v.values()))
+    spks = sorted({s for v in counts.values() if isinstance(v, dict) for s in v})
+    return ", ".join(f"{k}: {total(v)} utterances" for k, v in counts.items()) + (
+        f" (speakers {', '.join(spks)})" if spks else "")
+
 # %% ../nbs/17_cli.ipynb #028b2e80
 @subcommand("prepare", "import a real emotional corpus (esd, ravdess, cremad, csv) into Kaldi-style data dirs",
             arg("corpus", choices=["esd", "ravdess", "cremad", "csv"], help="which corpus format SRC has"),
@@ -172,18 +179,20 @@ def _csv_list(s: str) -> list[str]:
                 help="ravdess/cremad: actor numbers of the dev split (defaults: ravdess 21,22; cremad 1082-1086)"),
             arg("--eval_speakers", "--eval-speakers", type=_csv_list, default=None, metavar="LIST",
                 help="ravdess/cremad: actor numbers of the eval split (defaults: ravdess 23,24; cremad 1087-1091)"),
+            arg("--lang", choices=["en", "zh"], default=None,
+                help="esd: only the English (0011-0020) or the Mandarin (0001-0010) speakers (default: all)"),
             arg("--speakers", type=_csv_list, default=None, metavar="LIST",
-                help="esd: import only these speakers, e.g. 0011,0012"),
+                help="esd: only these speakers, e.g. 0011,0012 (with --lang, all of that language)"),
             arg("--include_song", "--include-song", action="store_true", help="ravdess: also import the sung files"),
             arg("--split", default="train", choices=["train", "dev", "eval"], help="csv: the split the rows go to"),
             arg("--speaker", default="spk0", help="csv: speaker of rows without a speaker column"))
 def prepare_cmd(args):
-    ("Import ESD, RAVDESS, CREMA-D or a CSV list into wav.scp (absolute paths), text, utt2emo and utt2spk files, "
-     "with emotions mapped to a common lower-case set.")
+    ("Import ESD (all speakers, --lang en|zh, or --speakers), RAVDESS, CREMA-D or a CSV list into wav.scp "
+     "(absolute paths), text, utt2emo and utt2spk files, with emotions mapped to a common lower-case set.")
     from emonb.data.corpus import IMPORTERS
     kw = dict(emotions=args.emotions)
-    given = {k for k in ("dev_speakers", "eval_speakers", "speakers", "include_song") if getattr(args, k)}
-    allowed = dict(esd={"speakers"}, ravdess={"dev_speakers", "eval_speakers", "include_song"},
+    given = {k for k in ("dev_speakers", "eval_speakers", "speakers", "lang", "include_song") if getattr(args, k)}
+    allowed = dict(esd={"speakers", "lang"}, ravdess={"dev_speakers", "eval_speakers", "include_song"},
                    cremad={"dev_speakers", "eval_speakers"}, csv=set())[args.corpus]
     if given - allowed:
         raise UsageError(f"{', '.join('--' + k for k in sorted(given - allowed))} "
@@ -194,11 +203,10 @@ def prepare_cmd(args):
             except ValueError:
                 raise UsageError(f"--{k}: expected actor numbers like 21,22, "
                                  f"got {getattr(args, k)}") from None
-    if args.corpus == "esd" and args.speakers: kw["speakers"] = args.speakers
+    if args.corpus == "esd": kw.update(speakers=args.speakers or None, lang=args.lang)
     if args.corpus == "ravdess": kw["include_song"] = args.include_song
     if args.corpus == "csv": kw.update(split=args.split, speaker=args.speaker)
-    counts = IMPORTERS[args.corpus](args.src, args.out, **kw)
-    print(f"wrote {', '.join(f'{k}: {n} utterances' for k, n in counts.items())} to {args.out}")
+    print(f"wrote {_wrote(IMPORTERS[args.corpus](args.src, args.out, **kw))} to {args.out}")
 
 # %% ../nbs/17_cli.ipynb #de301783
 @subcommand("collect-stats",

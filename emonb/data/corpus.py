@@ -18,11 +18,12 @@ from .dataset import EMOTIONS, read_2column_text
 # %% auto #0
 __all__ = ['DEFAULT_PROFILES', 'PROFILE_ORDER', 'SENTENCES', 'VOCABULARY', 'TEMPLATES', 'HELDOUT_SENTENCES', 'KALDI_FILES',
            'CORPUS_VERSION', 'VOICES', 'HELDOUT_CELLS', 'MAX_TRAIN', 'COMMON_EMOTIONS', 'EMOTION_ALIASES',
-           'RAVDESS_EMOTIONS', 'RAVDESS_STATEMENTS', 'CREMAD_EMOTIONS', 'CREMAD_SENTENCES', 'CSV_COLUMNS', 'IMPORTERS',
-           'EmotionProfile', 'fill_template', 'compose_sentences', 'espeak_version', 'trim_silence', 'prosody_attrs',
-           'prosody_ssml', 'check_voice', 'synthesize_utterance', 'utterance_prosody', 'split_sentences',
-           'write_data_dir', 'read_data_dir', 'corpus_cells', 'corpus_jobs', 'utterance_id', 'make_corpus',
-           'make_base_corpus', 'heldout_dir', 'make_heldout_corpus', 'normalize_emotion', 'esd_split', 'prepare_esd',
+           'ESD_SPEAKERS', 'ESD_EMOTION_FOLDERS', 'ESD_EMOTION_ALIASES', 'ESD_SPLIT_FOLDERS', 'RAVDESS_EMOTIONS',
+           'RAVDESS_STATEMENTS', 'CREMAD_EMOTIONS', 'CREMAD_SENTENCES', 'CSV_COLUMNS', 'IMPORTERS', 'EmotionProfile',
+           'fill_template', 'compose_sentences', 'espeak_version', 'trim_silence', 'prosody_attrs', 'prosody_ssml',
+           'check_voice', 'synthesize_utterance', 'utterance_prosody', 'split_sentences', 'write_data_dir',
+           'read_data_dir', 'corpus_cells', 'corpus_jobs', 'utterance_id', 'make_corpus', 'make_base_corpus',
+           'heldout_dir', 'make_heldout_corpus', 'normalize_emotion', 'esd_split', 'esd_speaker_dirs', 'prepare_esd',
            'prepare_ravdess', 'prepare_cremad', 'prepare_csv']
 
 # %% ../../nbs/04_data.corpus.ipynb #36ae57c0
@@ -495,47 +496,115 @@ def _speaker_split(spk: int, dev, eval_) -> str:
     return "eval" if spk in {int(s) for s in eval_} else "dev" if spk in {int(s) for s in dev} else "train"
 
 # %% ../../nbs/04_data.corpus.ipynb #5dfbf32e
-def esd_split(index: int) -> str:
-    "ESD's standard split of utterance number `index` (1-based): per 350-block, 1-20 eval, 21-50 dev, 51-350 train."
-    k = (index - 1) % 350 + 1
-    return "eval" if k <= 20 else "dev" if k <= 50 else "train"
+ESD_SPEAKERS = dict(zh=tuple(f"{i:04d}" for i in range(1, 11)), en=tuple(f"{i:04d}" for i in range(11, 21)))
+ESD_EMOTION_FOLDERS = ("Neutral", "Angry", "Happy", "Sad", "Surprise")   # in the order of the utterance numbers
+ESD_EMOTION_ALIASES = {"中立": "neutral", "快乐": "happy", "伤心": "sad", "生气": "angry", "惊喜": "surprise"}
+ESD_SPLIT_FOLDERS = dict(train="train", evaluation="dev", test="eval")     # ESD's part folder -> our split
 
 # %% ../../nbs/04_data.corpus.ipynb #1c847977
+def esd_split(index: int) -> str:
+    "ESD's split of utterance number `index` (1-based): of each block of 350, 1-20 dev, 21-50 eval, 51-350 train."
+    k = (index - 1) % 350 + 1
+    return "dev" if k <= 20 else "eval" if k <= 50 else "train"
+
+# %% ../../nbs/04_data.corpus.ipynb #d982de48
+def _esd_speaker_id(s) -> str:
+    sid = f"{int(s):04d}" if str(s).strip().isdigit() else str(s)
+    if sid not in ESD_SPEAKERS["zh"] + ESD_SPEAKERS["en"]:
+        raise ValueError(f"{s!r} is not an ESD speaker; expected 0001-0010 (Mandarin) or 0011-0020 (English)")
+    return sid
+
+# %% ../../nbs/04_data.corpus.ipynb #609af381
+def esd_speaker_dirs(root, speakers=None, lang: str | None = None) -> list[Path]:
+    "ESD speaker folders to import: `speakers` (ids like '0011' or 11) and/or `lang` ('en', 'zh'); else all present."
+    root = Path(root)
+    if not root.is_dir(): raise FileNotFoundError(f"{root}: ESD root folder not found")
+    if lang not in (None, *ESD_SPEAKERS): raise ValueError(f"lang must be 'en', 'zh' or None, got {lang!r}")
+    of_lang = ESD_SPEAKERS[lang] if lang else ESD_SPEAKERS["zh"] + ESD_SPEAKERS["en"]
+    present = [d.name for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    for name in present:
+        if name not in ESD_SPEAKERS["zh"] + ESD_SPEAKERS["en"]:
+            raise ValueError(f"{root/name}: not an ESD speaker folder (0001-0020); the root is the folder holding them")
+    if speakers is None:
+        if not (ids := [n for n in present if n in of_lang]):
+            raise FileNotFoundError(f"{root}: no ESD speaker folders {of_lang[0]}-{of_lang[-1]}")
+        return [root/n for n in ids]
+    ids = sorted({_esd_speaker_id(s) for s in speakers})
+    if wrong := [s for s in ids if s not in of_lang]:
+        raise ValueError(f"speakers {wrong} are not {lang!r} speakers of ESD ({of_lang[0]}-{of_lang[-1]})")
+    for s in ids:
+        if not (root/s).is_dir(): raise FileNotFoundError(f"{root/s}: folder of ESD speaker {s!r} not found")
+    return [root/s for s in ids]
+
+# %% ../../nbs/04_data.corpus.ipynb #8cba9455
 def _read_esd_transcript(txt: Path) -> dict:
-    out = {}
-    for i, line in enumerate(_read_text_any(txt).splitlines(), 1):
+    text, out = _read_text_any(txt), {}
+    if "\x00" in text: raise ValueError(f"{txt}: holds NUL characters (UTF-16 without a byte-order mark?)")
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip(): continue
         parts = [p.strip() for p in line.split("\t") if p.strip()]
         if len(parts) != 3: raise ValueError(f"{txt}:{i}: expected 'uttid<TAB>text<TAB>emotion', got {line!r}")
-        out[parts[0]] = (parts[1], normalize_emotion(parts[2], f"{txt}:{i}"))
+        uid, words, label = parts
+        if uid in out: raise ValueError(f"{txt}:{i}: utterance {uid!r} again (first on line {out[uid][2]})")
+        out[uid] = (words, normalize_emotion(label, f"{txt}:{i}", ESD_EMOTION_ALIASES), i)
     return out
 
-# %% ../../nbs/04_data.corpus.ipynb #d982de48
-def prepare_esd(root, out_dir, speakers=None, emotions=None, split_fn=esd_split) -> dict:
-    "Import ESD (`<root>/<spk>/<Emotion>/**/*.wav` + `<root>/<spk>/<spk>.txt`) into `out_dir/{train,dev,eval}`."
-    root, keep = Path(root), _check_emotions(emotions)
-    if not root.is_dir(): raise FileNotFoundError(f"{root}: ESD root folder not found")
-    spk_dirs = [d for d in sorted(root.iterdir())
-                if d.is_dir() and (speakers is None or d.name in set(map(str, speakers)))]
-    recs = {"train": [], "dev": [], "eval": []}
-    for sd in spk_dirs:
-        txt = sd/f"{sd.name}.txt"
-        if not txt.exists(): raise FileNotFoundError(f"{txt}: transcript of ESD speaker {sd.name!r} not found")
-        trans = _read_esd_transcript(txt)
-        for ed in sorted(d for d in sd.iterdir() if d.is_dir()):
-            emo = normalize_emotion(ed.name, str(ed))
-            if keep is not None and emo not in keep: continue
-            for wav in sorted(ed.rglob("*.wav")):
-                if wav.stem not in trans:
-                    raise ValueError(f"{wav}: utterance {wav.stem!r} is missing from the transcript {txt}")
-                text, temo = trans[wav.stem]
-                if temo != emo: raise ValueError(f"{wav}: folder says {emo!r} but {txt} says {temo!r}")
-                m = re.search(r"(\d+)$", wav.stem)
-                if m is None: raise ValueError(f"{wav}: expected an ESD file name like '0011_000351.wav'")
-                uid = wav.stem if wav.stem.startswith(sd.name + "_") else f"{sd.name}_{wav.stem}"
-                recs[split_fn(int(m.group(1)))].append(dict(uid=uid, wav=wav.resolve(), text=text, emotion=emo,
-                                                            speaker=sd.name))
-    return _write_splits(out_dir, recs, root)
+# %% ../../nbs/04_data.corpus.ipynb #261d32c3
+def _esd_wav_split(wav: Path, emo_dir: Path, index: int, split_fn=None) -> str:
+    parts = wav.relative_to(emo_dir).parts
+    if len(parts) > 2 or (len(parts) == 2 and parts[0] not in ESD_SPLIT_FOLDERS):
+        raise ValueError(f"{wav}: expected {emo_dir}/<uttid>.wav or {emo_dir}/{{train,evaluation,test}}/<uttid>.wav")
+    split = split_fn(index) if split_fn else ESD_SPLIT_FOLDERS[parts[0]] if len(parts) == 2 else esd_split(index)
+    if split not in ("train", "dev", "eval"):
+        raise ValueError(f"{wav}: split_fn({index}) gave {split!r}; expected train, dev or eval")
+    return split
+
+# %% ../../nbs/04_data.corpus.ipynb #a03042c0
+def _esd_emotion_records(ed: Path, emo: str, trans: dict, txt: Path, split_fn=None) -> list:
+    "`(split, record)` of each wav below the emotion folder `ed` of one speaker."
+    spk, out, seen = ed.parent.name, [], {}
+    for wav in sorted(ed.rglob("*.wav")):
+        m = re.fullmatch(rf"{spk}_(\d+)", wav.stem)
+        if m is None: raise ValueError(f"{wav}: expected an ESD file name like '{spk}_000351.wav'")
+        if wav.stem not in trans: raise ValueError(f"{wav}: utterance {wav.stem!r} is not in the transcript {txt}")
+        if wav.stem in seen: raise ValueError(f"{wav}: utterance {wav.stem!r} again (also {seen[wav.stem]})")
+        text, label, line = trans[wav.stem]
+        if label != emo: raise ValueError(f"{wav}: in the {ed.name} folder, but {txt}:{line} says {label!r}")
+        seen[wav.stem] = wav
+        out.append((_esd_wav_split(wav, ed, int(m.group(1)), split_fn),
+                    dict(uid=wav.stem, wav=wav.resolve(), text=text, emotion=emo, speaker=spk)))
+    return out
+
+# %% ../../nbs/04_data.corpus.ipynb #5a98388a
+def _esd_speaker_records(sd: Path, keep=None, split_fn=None) -> list:
+    "`(split, record)` of every utterance of the speaker folder `sd` (emotions in `keep`, or all)."
+    txt = sd/f"{sd.name}.txt"
+    if not txt.is_file(): raise FileNotFoundError(f"{txt}: transcript of ESD speaker {sd.name!r} not found")
+    if stray := sorted(sd.glob("*.wav")): raise ValueError(f"{stray[0]}: expected below an emotion folder of {sd}")
+    trans, out = _read_esd_transcript(txt), []
+    for ed in sorted(d for d in sd.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        emo = normalize_emotion(ed.name, str(ed), ESD_EMOTION_ALIASES)
+        if keep is None or emo in keep: out += _esd_emotion_records(ed, emo, trans, txt, split_fn)
+    found, folder = {r["uid"] for _, r in out}, {normalize_emotion(f): f for f in ESD_EMOTION_FOLDERS}
+    for uid, (_, emo, line) in trans.items():
+        if uid not in found and (keep is None or emo in keep):
+            raise FileNotFoundError(f"{txt}:{line}: no wav of utterance {uid!r} in {sd/folder[emo]}")
+    return out
+
+# %% ../../nbs/04_data.corpus.ipynb #78336af5
+def prepare_esd(root, out_dir, speakers=None, lang: str | None = None, emotions=None, split_fn=None) -> dict:
+    ("Import ESD (`<root>/<spk>/<spk>.txt`, `<root>/<spk>/<Emotion>/[<part>/]<uttid>.wav`) into "
+     "`out_dir/{train,dev,eval}`; returns `{split: {speaker: {emotion: count}}}`.")
+    keep, recs = _check_emotions(emotions), {"train": [], "dev": [], "eval": []}
+    for sd in esd_speaker_dirs(root, speakers, lang):
+        for split, r in _esd_speaker_records(sd, keep, split_fn): recs[split].append(r)
+    _write_splits(out_dir, recs, root)
+    summary = {}
+    for split, rs in recs.items():
+        for r in rs:
+            counts = summary.setdefault(split, {}).setdefault(r["speaker"], {})
+            counts[r["emotion"]] = counts.get(r["emotion"], 0) + 1
+    return summary
 
 # %% ../../nbs/04_data.corpus.ipynb #930d6ddd
 RAVDESS_EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad",
