@@ -20,15 +20,16 @@ from .data.text import english_cleaner
 from .data.corpus import read_data_dir, heldout_dir
 from .feats.mel import LogMelFbank
 from .feats.prosody import ProsodyFactors, load_audio
-from .emotion import load_judge
+from .emotion import load_judge, load_speaker_judge
 from .inference import Text2Speech, ExpStyleTTS, spearman
 
 # %% auto #0
-__all__ = ['N_CEPS', 'MCD_CONST', 'CONTROL_FACTORS', 'INTELLIGIBILITY_GOALS', 'mel_cepstrum', 'dtw_path', 'mcd', 'f0_track',
-           'f0_errors', 'compare_wavs', 'focus_rate', 'words_only', 'Recognizer', 'error_rates', 'judge_emotions',
-           'control_correlation', 'is_monotone', 'intensity_curves', 'vocode', 'sentence_recordings', 'intelligibility',
-           'intelligibility_report', 'format_intelligibility', 'evaluate_utterances', 'evaluate_model', 'format_report',
-           'mean_f0', 'plot_synthesis', 'evaluate_run', 'write_report', 'decode_agreement']
+__all__ = ['N_CEPS', 'MCD_CONST', 'CONTROL_FACTORS', 'INTELLIGIBILITY_GOALS', 'TRANSFER_GOALS', 'mel_cepstrum', 'dtw_path', 'mcd',
+           'f0_track', 'f0_errors', 'compare_wavs', 'focus_rate', 'words_only', 'Recognizer', 'error_rates',
+           'judge_emotions', 'control_correlation', 'is_monotone', 'intensity_curves', 'vocode', 'voices',
+           'voice_kwargs', 'sentence_recordings', 'intelligibility', 'intelligibility_report', 'format_intelligibility',
+           'evaluate_utterances', 'evaluate_model', 'format_report', 'data_cells', 'judge_cells', 'transfer_report',
+           'format_transfer', 'mean_f0', 'plot_synthesis', 'evaluate_run', 'write_report', 'decode_agreement']
 
 # %% ../nbs/15_evaluate.ipynb #dccc5011
 N_CEPS = 24
@@ -222,11 +223,22 @@ def vocode(t2s: Text2Speech, wav) -> np.ndarray:
         return voc(mel, lens)[0].cpu().numpy()
 
 # %% ../nbs/15_evaluate.ipynb #3069d166
-def sentence_recordings(data_dir, max_sentences: int | None = None, per_sentence: int | None = None) -> tuple:
-    ("The first `max_sentences` distinct sentences of Kaldi dir `data_dir`; "
+def voices(t2s: Text2Speech) -> list:
+    "The voices to evaluate: the model's speakers, or `[None]` for a single-voice model."
+    return list(t2s.speakers) or [None]
+
+def voice_kwargs(speaker) -> dict:
+    "The synthesis arguments of one voice of `voices` (none for a single-voice model)."
+    return {} if speaker is None else dict(sids=speaker)
+
+# %% ../nbs/15_evaluate.ipynb #b6518100
+def sentence_recordings(data_dir, max_sentences: int | None = None, per_sentence: int | None = None,
+                        speaker: str | None = None) -> tuple:
+    ("The first `max_sentences` distinct sentences of Kaldi dir `data_dir` (of `speaker`'s utterances, if given); "
      "`(text, wav)` of (`per_sentence` of) theirs.")
     rows = read_data_dir(data_dir)
-    if not rows: raise ValueError(f"{data_dir}: no utterances")
+    if speaker is not None: rows = {u: r for u, r in rows.items() if r.get("speaker") == speaker}
+    if not rows: raise ValueError(f"{data_dir}: no utterances" + (f" of speaker {speaker!r}" if speaker else ""))
     if any("text" not in r for r in rows.values()):
         raise FileNotFoundError(f"{Path(data_dir)/'text'}: not found (the transcripts)")
     by = {}
@@ -261,19 +273,22 @@ INTELLIGIBILITY_GOALS = dict(train=1.15, new=1.25, heldout=1.25)
 
 def intelligibility_report(t2s: Text2Speech, eval_dir, train_dir=None, max_train_sentences: int = 6,
                            heldout=None, recognizer: Recognizer | None = None,
-                           recordings_per_sentence: int | None = None, **options) -> dict:
+                           recordings_per_sentence: int | None = None, speaker: str | None = None,
+                           **options) -> dict:
     ("Intelligibility on training sentences, on `eval_dir`'s (new to the model) and on `heldout` ones, "
-     "with the goals.")
+     "with the goals; in `speaker`'s voice, if given.")
     asr, out, given = recognizer or Recognizer(), {}, train_dir is not None
     train_dir, k = train_dir or getattr(t2s.args, "train_data_dir", None), recordings_per_sentence
+    options, spk = {**options, **voice_kwargs(speaker)}, dict(speaker=speaker)
     if train_dir and (Path(train_dir)/"wav.scp").exists():
-        out["train"] = intelligibility(t2s, *sentence_recordings(train_dir, max_train_sentences, k), asr, **options)
+        out["train"] = intelligibility(t2s, *sentence_recordings(train_dir, max_train_sentences, k, **spk), asr,
+                                       **options)
     elif given:
         raise FileNotFoundError(f"{Path(train_dir)/'wav.scp'}: not found (training sentences to transcribe)")
-    out["new"] = intelligibility(t2s, *sentence_recordings(eval_dir, per_sentence=k), asr, **options)
+    out["new"] = intelligibility(t2s, *sentence_recordings(eval_dir, per_sentence=k, **spk), asr, **options)
     heldout = heldout_dir() if heldout is None else heldout
     if heldout:
-        out["heldout"] = intelligibility(t2s, *sentence_recordings(heldout, per_sentence=k), asr, **options)
+        out["heldout"] = intelligibility(t2s, *sentence_recordings(heldout, per_sentence=k, **spk), asr, **options)
     out["goals"] = {f"CER <= {g}x ceiling, {k} sentences, every emotion":
                     all(r["cer"] <= g * out[k]["vocoded"]["cer"] for r in out[k]["synthesis"].values())
                     for k, g in INTELLIGIBILITY_GOALS.items() if k in out}
@@ -346,13 +361,14 @@ def evaluate_utterances(t2s: Text2Speech, data_dir, out_dir, judge=None, max_utt
     pr, recs = t2s.prosody, []
     for s in tqdm(range(0, len(uids), batch_size), disable=not progress, desc="evaluate"):
         chunk = uids[s:s + batch_size]
+        spk = [rows[u].get("speaker") for u in chunk] if t2s.speakers else None
         outs = t2s.synthesize_batch([rows[u]["text"] for u in chunk], emo_labs=[rows[u]["emotion"] for u in chunk],
-                                    **options)
+                                    **({"sids": spk} if spk else {}), **options)
         for u, o in zip(chunk, outs):
             sf.write(out_dir/"wav"/f"{u}.wav", o.wav, o.fs)
             want = t2s.emotions[int(np.argmax(t2s.emotion_vector(rows[u]["emotion"])))]
             j = judge_emotions([o.wav], [want], judge, uids=[u])
-            rec = dict(uid=u, emotion=want, judge=j["emotions"][int(j["pred"][0])],
+            rec = dict(uid=u, speaker=rows[u].get("speaker", ""), emotion=want, judge=j["emotions"][int(j["pred"][0])],
                        p_true=float(j["probs"][0, j["labels"][0]]),
                        focus_rate=focus_rate(o.att_w), n_frames=len(o.feat_gen))
             if len(o.wav) >= pr.n_fft:
@@ -439,6 +455,149 @@ def format_report(m: dict) -> str:
     lines += ["", "Goals: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in m["goals"].items())]
     return "\n".join(lines)
 
+# %% ../nbs/15_evaluate.ipynb #9e3d5771
+def data_cells(data_dir) -> set:
+    "The `(speaker, emotion)` cells of Kaldi dir `data_dir` (speaker '' without `utt2spk`)."
+    return {(r.get("speaker", ""), r.get("emotion")) for r in read_data_dir(data_dir).values()}
+
+# %% ../nbs/15_evaluate.ipynb #aa235dc6
+def judge_cells(wavs, cells, judge=None, speaker_judge=None) -> dict:
+    ("Per `'speaker emotion'` cell of waveforms (`cells`: their `(speaker, emotion)`): emotion-judge and speaker-judge "
+     "accuracy and mean probability.")
+    judge = judge if judge is not None else load_judge()
+    if len(wavs) != len(cells): raise ValueError(f"{len(wavs)} waveforms but {len(cells)} cells")
+    j = judge_emotions(wavs, [e for _, e in cells], judge)
+    hit = j["pred"] == j["labels"]
+    p_emo = j["probs"][np.arange(len(cells)), j["labels"]]
+    if speaker_judge is not None:
+        unknown = sorted({s for s, _ in cells} - set(speaker_judge.speakers))
+        if unknown: raise ValueError(f"the speaker judge knows {speaker_judge.speakers}, not {unknown}")
+        ps = np.stack([speaker_judge.classify(_judge_length(w, speaker_judge))[0].cpu().numpy() for w in wavs])
+        k = np.array([speaker_judge.speakers.index(s) for s, _ in cells])
+        s_hit, p_spk = ps.argmax(1) == k, ps[np.arange(len(cells)), k]
+    out = {}
+    for c in dict.fromkeys(cells):
+        i = [n for n, x in enumerate(cells) if x == c]
+        out[" ".join(c)] = dict(n=len(i), emotion_accuracy=float(hit[i].mean()), p_emotion=float(p_emo[i].mean()))
+        if speaker_judge is not None:
+            out[" ".join(c)].update(speaker_accuracy=float(s_hit[i].mean()), p_speaker=float(p_spk[i].mean()))
+    return out
+
+# %% ../nbs/15_evaluate.ipynb #7ec6df57
+def _judge_length(w, model) -> np.ndarray:
+    "A waveform padded with silence to the shortest length `model` classifies."
+    w = np.asarray(w, np.float32)
+    return np.pad(w, (0, max(0, model.min_samples - len(w))))
+
+# %% ../nbs/15_evaluate.ipynb #28177b58
+TRANSFER_GOALS = dict(heldout_emotion=0.9, heldout_speaker=0.9, seen_emotion=0.95, heldout_cer=1.25)
+
+# %% ../nbs/15_evaluate.ipynb #201814dc
+def _cell_texts(rows: dict, cells: list) -> dict:
+    "The distinct texts each `(speaker, emotion)` cell has in `rows` (a `read_data_dir`)."
+    out = {c: [] for c in cells}
+    for r in rows.values():
+        c = (r.get("speaker", ""), r.get("emotion"))
+        if c in out and r["text"] not in out[c]: out[c].append(r["text"])
+    return out
+
+# %% ../nbs/15_evaluate.ipynb #a1b51680
+def _references(rows: dict, cell: tuple, texts: list, seen: set) -> list:
+    "For each text, another voice's recording of it in `cell`'s emotion from a seen cell: `(wav, speaker)`."
+    refs = []
+    for t in texts:
+        other = [r for r in rows.values() if r["text"] == t and r.get("emotion") == cell[1]
+                 and r.get("speaker") != cell[0] and (r.get("speaker"), cell[1]) in seen]
+        if other: refs.append((other[len(refs) % len(other)]["wav"], other[len(refs) % len(other)]["speaker"]))
+    return refs
+
+# %% ../nbs/15_evaluate.ipynb #67f0302f
+def _synth_cells(t2s: Text2Speech, want: dict, syntheses: dict, batch_size: int, **options) -> dict:
+    "`{cell: {text: wav}}` for every text `want` lists, from `syntheses` where there, else synthesised by label."
+    out = {}
+    for c, texts in want.items():
+        have = dict((syntheses or {}).get(c, {}))
+        todo = [t for t in texts if t not in have]
+        for i in range(0, len(todo), batch_size):
+            outs = t2s.synthesize_batch(todo[i:i + batch_size], emo_labs=c[1], sids=c[0], **options)
+            have.update((o.text, o.wav) for o in outs)
+        out[c] = {t: have[t] for t in texts}
+    return out
+
+# %% ../nbs/15_evaluate.ipynb #59c1d0c4
+def _transfer_goals(cells: dict, held: list, seen: list, cer: dict) -> dict:
+    g, name = TRANSFER_GOALS, lambda c: " ".join(c)
+    acc = lambda cs, k: float(np.mean([cells[name(c)]["label"][k] for c in cs])) if cs else float("nan")
+    out = {f"seen cells: emotion judge >= {g['seen_emotion']}": acc(seen, "emotion_accuracy") >= g["seen_emotion"]}
+    for c in held:
+        x = cells[name(c)]["label"]
+        out[f"{name(c)} (held out): emotion judge >= {g['heldout_emotion']}"] = x["emotion_accuracy"] >= g["heldout_emotion"]
+        out[f"{name(c)} (held out): speaker judge >= {g['heldout_speaker']}"] = x["speaker_accuracy"] >= g["heldout_speaker"]
+        r = cer.get(name(c))
+        if r: out[f"{name(c)} (held out): CER <= {g['heldout_cer']}x ceiling"] = r["label"] <= g["heldout_cer"] * r["ceiling"]
+    return out
+
+# %% ../nbs/15_evaluate.ipynb #8d6f4838
+def transfer_report(t2s: Text2Speech, eval_dir, train_dir=None, judge=None, speaker_judge=None,
+                    recognizer: Recognizer | None = None, heldout=None, syntheses: dict | None = None,
+                    batch_size: int = 8, **options) -> dict:
+    ("Every voice x emotion cell of `eval_dir` synthesised and judged (emotion and speaker), beside its recordings; "
+     "held-out cells also by another voice's reference, with CER.")
+    if not t2s.speakers: raise ValueError("transfer_report needs a model with several voices (tts_conf spks)")
+    judge = judge if judge is not None else load_judge()
+    speaker_judge = speaker_judge if speaker_judge is not None else load_speaker_judge()
+    rows, asr = read_data_dir(eval_dir), recognizer or Recognizer()
+    train_dir = train_dir or getattr(t2s.args, "train_data_dir", None)
+    seen_cells = data_cells(train_dir) if train_dir else set()
+    cells = sorted(c for c in data_cells(eval_dir) if c[0] in t2s.speakers and c[1] in t2s.emotions)
+    held, seen = [c for c in cells if c not in seen_cells], [c for c in cells if c in seen_cells]
+    hrows = read_data_dir(heldout_dir() if heldout is None else heldout) if heldout != "" else {}
+    want = _cell_texts(rows, cells)
+    for c, ts in _cell_texts(hrows, held).items(): want[c] += [t for t in ts if t not in want[c]]
+    syn = _synth_cells(t2s, want, syntheses, batch_size, **options)
+    flat = [(c, w) for c in cells for w in syn[c].values()]
+    by_label = judge_cells([w for _, w in flat], [c for c, _ in flat], judge, speaker_judge)
+    recs = [(c, r) for r in [*rows.values(), *hrows.values()] for c in cells if (r.get("speaker"), r["emotion"]) == c]
+    rec_wavs = [load_audio(r["wav"], t2s.fs) for _, r in recs]
+    ceiling = judge_cells(rec_wavs, [c for c, _ in recs], judge, speaker_judge) if recs else {}
+    out = {" ".join(c): dict(seen=c in seen_cells, label=by_label[" ".join(c)], recordings=ceiling.get(" ".join(c)))
+           for c in cells}
+    cer = {}
+    for c in held:
+        name, refs = " ".join(c), _references(rows, c, _cell_texts(rows, [c])[c], seen_cells)
+        texts = [t for t in _cell_texts(rows, [c])[c]][:len(refs)]
+        if refs:
+            outs = t2s.synthesize_batch(texts, ref_audio=[w for w, _ in refs], ref_text=texts,
+                                        ref_spk=[s for _, s in refs], sids=c[0], **options)
+            out[name]["reference"] = judge_cells([o.wav for o in outs], [c] * len(outs), judge, speaker_judge)[name]
+            out[name]["reference"]["references"] = sorted({s for _, s in refs})
+            out[name]["reference_cer"] = error_rates(texts, asr.transcribe([o.wav for o in outs], t2s.fs))["cer"]
+        mine = [(r["text"], w) for (cc, r), w in zip(recs, rec_wavs) if cc == c]
+        cer[name] = dict(label=error_rates(list(syn[c]), asr.transcribe(list(syn[c].values()), t2s.fs))["cer"],
+                         ceiling=error_rates([t for t, _ in mine],
+                                             asr.transcribe([vocode(t2s, w) for _, w in mine], t2s.fs))["cer"]
+                         if mine else float("nan"))
+        if refs: cer[name]["reference"] = out[name]["reference_cer"]
+        out[name]["cer"] = cer[name]
+    return dict(cells=out, heldout=[" ".join(c) for c in held], seen=[" ".join(c) for c in seen],
+                goals=_transfer_goals(out, held, seen, cer))
+
+# %% ../nbs/15_evaluate.ipynb #393911e8
+def format_transfer(tr: dict) -> str:
+    "Markdown table of `transfer_report`: per cell the judges on the synthesis and on the recordings, CER."
+    f = lambda x, k: "-" if not x or k not in x else f"{x[k]:.2f}"
+    lines = ["| cell | in training | emotion judge: synthesis / recordings | speaker judge: synthesis / recordings "
+             "| by reference: emotion / speaker | CER: by label / by reference / ceiling |", "|---" * 6 + "|"]
+    for name, c in tr["cells"].items():
+        ref, cer = c.get("reference"), c.get("cer")
+        lines.append(f"| {name} | {'yes' if c['seen'] else '**no**'} "
+                     f"| {f(c['label'], 'emotion_accuracy')} / {f(c['recordings'], 'emotion_accuracy')} "
+                     f"| {f(c['label'], 'speaker_accuracy')} / {f(c['recordings'], 'speaker_accuracy')} "
+                     f"| {f(ref, 'emotion_accuracy')} / {f(ref, 'speaker_accuracy')} "
+                     f"| {f(cer, 'label')} / {f(cer, 'reference')} / {f(cer, 'ceiling')} |")
+    notes = "; ".join(f"{g}: {'met' if ok else 'NOT met'}" for g, ok in tr["goals"].items())
+    return "\n".join(lines + ["", f"Judges: MelSER (emotion), SpeakerID (voice). {notes}"])
+
 # %% ../nbs/15_evaluate.ipynb #151182cd
 def mean_f0(wav, fs: int, prosody=None) -> float:
     ("Mean F0 (Hz) over the voiced frames of `wav` (`emonb.evaluate.f0_track`); "
@@ -466,6 +625,17 @@ def plot_synthesis(syn, path, title: str):
     fig.savefig(path, dpi=72)
 
 # %% ../nbs/15_evaluate.ipynb #29271982
+def _voice_summary(rows: list, corpus: dict, emotions: list) -> dict:
+    "Focus rate and mean F0 per emotion of one voice's synthesis `rows`, beside its recordings' F0 (`corpus`)."
+    by = lambda k, e: float(np.nanmean([r[k] for r in rows if r["emotion"] == e]))
+    f0 = {e: round(by("f0_mean_hz", e), 2) for e in emotions}
+    cf0 = {e: round(float(np.nanmean(v)), 2) for e, v in corpus.items()}
+    order, corder = sorted(f0, key=lambda e: f0[e]), sorted(cf0, key=lambda e: cf0[e])
+    return dict(focus_rate_by_emotion={e: round(by("focus_rate", e), 4) for e in emotions}, f0_mean_hz=f0,
+                f0_order=order, corpus_f0_mean_hz=cf0, corpus_f0_order=corder,
+                f0_order_matches=[e for e in order if e in cf0] == corder)
+
+# %% ../nbs/15_evaluate.ipynb #ca599c65
 def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bool = True, progress: bool = True,
                  intelligibility: bool = True) -> dict:
     ("Synthesise the sentences of `eval_dir` in every emotion with the run in `exp_dir`; "
@@ -477,18 +647,21 @@ def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bo
                                       config_file=exp/"config.yaml" if model_file else None,
                                       vocoder_conf=dict(n_iter=n_iter))
     texts, wavs, emos = (read_2column_text(eval_dir/f) for f in ("text", "wav.scp", "utt2emo"))
-    sentences = {}                                          # one uid per distinct text
+    spk_of = read_2column_text(eval_dir/"utt2spk") if (eval_dir/"utt2spk").exists() else {}
+    sentences, vs = {}, voices(t2s)                          # one uid per distinct text
     for u, t in texts.items(): sentences.setdefault(t, u)
-    rows, syn_dir = [], exp/"synth"
+    rows, syn_dir, made = [], exp/"synth", {}
     syn_dir.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=len(sentences) * len(t2s.emotions), desc="synthesis", disable=not progress, dynamic_ncols=True)
-    for emo in t2s.emotions:
+    bar = tqdm(total=len(sentences) * len(t2s.emotions) * len(vs), desc="synthesis", disable=not progress,
+               dynamic_ncols=True)
+    for v, emo in ((v, e) for v in vs for e in t2s.emotions):
         for i, (text, u) in enumerate(sentences.items(), 1):
-            s = t2s(text, emo_labs=emo)
-            name = f"{i:02d}.{emo}"
+            s = t2s(text, emo_labs=emo, **voice_kwargs(v))
+            made.setdefault((v, emo), {})[text] = s.wav
+            name = f"{i:02d}.{emo}" if v is None else f"{v}.{i:02d}.{emo}"
             sf.write(syn_dir/f"{name}.wav", s.wav, s.fs)
-            if plots: plot_synthesis(s, syn_dir/"plots"/f"{name}.png", f"{emo}: {text}")
-            rows.append(dict(sentence=i, uid=u, emotion=emo, text=text, frames=int(len(s.feat_gen)),
+            if plots: plot_synthesis(s, syn_dir/"plots"/f"{name}.png", f"{v + ' ' if v else ''}{emo}: {text}")
+            rows.append(dict(speaker=v or "", sentence=i, uid=u, emotion=emo, text=text, frames=int(len(s.feat_gen)),
                              seconds=round(s.duration, 3), stopped=bool(len(s.prob) and s.prob[-1] >= 0.5),
                              focus_rate=round(focus_rate(s.att_w), 4),
                              f0_mean_hz=round(mean_f0(s.wav, s.fs, t2s.prosody), 2), wav=f"synth/{name}.wav"))
@@ -496,24 +669,27 @@ def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bo
     bar.close()
     corpus = {}                                # the same F0 measure on the corpus' recordings of these sentences
     for u, e in emos.items():
-        if e in t2s.emotions:
+        v = spk_of.get(u) if t2s.speakers else None
+        if e in t2s.emotions and v in vs:
             p = Path(wavs[u])
             p = p if p.is_absolute() else eval_dir/p
-            corpus.setdefault(e, []).append(mean_f0(load_audio(p, t2s.fs, u), t2s.fs, t2s.prosody))
-    by = lambda k, e: float(np.nanmean([r[k] for r in rows if r["emotion"] == e]))
-    f0 = {e: round(by("f0_mean_hz", e), 2) for e in t2s.emotions}
-    cf0 = {e: round(float(np.nanmean(v)), 2) for e, v in corpus.items()}
-    order = sorted(f0, key=lambda e: f0[e])
-    corder = sorted(cf0, key=lambda e: cf0[e])
+            corpus.setdefault(v, {}).setdefault(e, []).append(mean_f0(load_audio(p, t2s.fs, u), t2s.fs, t2s.prosody))
+    per = {v: _voice_summary([r for r in rows if r["speaker"] == (v or "")], corpus.get(v, {}), t2s.emotions)
+           for v in vs}
     m = dict(model_file=str(t2s.model_file), eval_data_dir=str(eval_dir), n_sentences=len(sentences),
-             emotions=t2s.emotions,
+             emotions=t2s.emotions, speakers=t2s.speakers,
              focus_rate=round(float(np.mean([r["focus_rate"] for r in rows])), 4),
-             focus_rate_by_emotion={e: round(by("focus_rate", e), 4) for e in t2s.emotions},
-             stopped_fraction=round(float(np.mean([r["stopped"] for r in rows])), 4),
-             f0_mean_hz=f0, f0_order=order, corpus_f0_mean_hz=cf0, corpus_f0_order=corder,
-             f0_order_matches=[e for e in order if e in cf0] == corder, utterances=rows)
+             stopped_fraction=round(float(np.mean([r["stopped"] for r in rows])), 4), utterances=rows)
+    if t2s.speakers: m["voices"] = {v: per[v] for v in vs}
+    else: m.update(per[None])
     set_seed(0)
-    m["intelligibility"] = intelligibility_report(t2s, eval_dir, recordings_per_sentence=1) if intelligibility else {}
+    iq = {v: intelligibility_report(t2s, eval_dir, recordings_per_sentence=1, speaker=v) for v in vs} \
+        if intelligibility else {}
+    m["intelligibility"] = iq.get(None, {}) if not t2s.speakers else {}
+    if t2s.speakers:
+        m["intelligibility_by_voice"] = iq
+        set_seed(0)
+        m["transfer"] = transfer_report(t2s, eval_dir, syntheses=made)
     (exp/"metrics.json").write_text(json.dumps(m, indent=1))
     write_report(exp, m)
     return m
@@ -529,18 +705,27 @@ def write_report(exp_dir, m: dict) -> Path:
              f"- synthesised {m['n_sentences']} sentences of `{m['eval_data_dir']}` in {len(m['emotions'])} emotions "
              f"({m['stopped_fraction']:.0%} stopped by the stop token)",
              f"- attention focus rate: **{m['focus_rate']:.3f}** "
-             f"(mean of the largest attention weight per decoder step)",
-             f"- F0 order of the synthesis: {' < '.join(m['f0_order'])}; "
-             f"of the corpus: {' < '.join(m['corpus_f0_order'])} "
-             f"-> **{'kept' if m['f0_order_matches'] else 'not kept'}**", "",
-             "| emotion | focus rate | mean F0 (Hz) | corpus mean F0 (Hz) |", "|---|---|---|---|"]
-    for e in m["emotions"]:
-        lines.append(f"| {e} | {m['focus_rate_by_emotion'][e]:.3f} | {m['f0_mean_hz'][e]:.1f} "
-                     f"| {m['corpus_f0_mean_hz'].get(e, float('nan')):.1f} |")
-    if m.get("intelligibility"):
+             f"(mean of the largest attention weight per decoder step)"]
+    per = m.get("voices") or {"": m}
+    for v, x in per.items():
+        lines.append(f"- F0 order of the synthesis{' in ' + v + chr(39) + 's voice' if v else ''}: "
+                     f"{' < '.join(x['f0_order'])}; of the corpus: {' < '.join(x['corpus_f0_order'])} "
+                     f"-> **{'kept' if x['f0_order_matches'] else 'not kept'}**")
+    lines += ["", "| voice | emotion | focus rate | mean F0 (Hz) | corpus mean F0 (Hz) |", "|---|---|---|---|---|"]
+    for v, x in per.items():
+        for e in m["emotions"]:
+            lines.append(f"| {v or '-'} | {e} | {x['focus_rate_by_emotion'][e]:.3f} | {x['f0_mean_hz'][e]:.1f} "
+                         f"| {x['corpus_f0_mean_hz'].get(e, float('nan')):.1f} |")
+    iq = m.get("intelligibility_by_voice") or ({"": m["intelligibility"]} if m.get("intelligibility") else {})
+    if iq:
         lines += ["", "Intelligibility: an offline recogniser (pocketsphinx) on the synthesis of training sentences "
                   "and of sentences in no training split, beside the recordings and the recordings through the same "
-                  "analysis and vocoder (the ceiling):", "", format_intelligibility(m["intelligibility"])]
+                  "analysis and vocoder (the ceiling):"]
+        for v, r in iq.items(): lines += ["", f"Voice {v}:" if v else "", format_intelligibility(r)]
+    if m.get("transfer"):
+        lines += ["", "Every voice in every emotion, judged by an emotion judge and a speaker judge (not the model), "
+                  "beside the same judges on the recordings; held-out cells (no training utterance) also by another "
+                  "voice's reference:", "", format_transfer(m["transfer"])]
     lines += ["", "Wavs and plots (log-mel, attention) are in `synth/`; all numbers in `metrics.json`.", ""]
     p = exp/"report.md"
     p.write_text("\n".join(lines))

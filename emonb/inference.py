@@ -75,16 +75,17 @@ class Text2Speech:
 # %% ../nbs/14_inference.ipynb #748e5e54
 @patch
 def _find_normalizer(self: Text2Speech) -> ProsodyNormalizer | None:
-    ("The prosody normaliser of the run: from the weights (`emo_extract` lo/hi), else a `prosody_stats.npz` of the "
-     "run, else None.")
-    ex = self.model.emo_extract
-    if ex is not None and hasattr(ex, "lo") and hasattr(ex, "hi"):
-        return ProsodyNormalizer(ex.lo.cpu().numpy(), ex.hi.cpu().numpy())
+    ("The prosody normaliser of the run: its `prosody_stats.npz` (with the per-speaker scaling), else the "
+     "corpus-wide one in the weights (`emo_extract` lo/hi), else None.")
     a, cands = self.args, []
     if (a.emo_extract_conf or {}).get("stats_file"): cands.append(Path(a.emo_extract_conf["stats_file"]))
     for root in (a.stats_dir, Path(a.output_dir)/"stats" if a.output_dir else None, self.run_dir):
         if root: cands += [Path(root)/"prosody/prosody_stats.npz", Path(root)/"stats/prosody/prosody_stats.npz"]
-    return next((ProsodyNormalizer.load(p) for p in cands if p.exists()), None)
+    found = next((ProsodyNormalizer.load(p) for p in cands if p.exists()), None)
+    ex = self.model.emo_extract
+    if found is None and ex is not None and hasattr(ex, "lo") and hasattr(ex, "hi"):
+        return ProsodyNormalizer(ex.lo.cpu().numpy(), ex.hi.cpu().numpy())
+    return found
 
 # %% ../nbs/14_inference.ipynb #2181cb59
 @patch
@@ -218,9 +219,6 @@ def conditioning(self: Text2Speech, ref_audio=None, emo_labs=None, emo_feats=Non
      "factors scaled as `ref_spk`'s, the voice that recorded it).")
     ref = None if ref_audio is None else self.load_ref_audio(ref_audio)
     measure = ref is not None and self.model.prosody_dim and self.normalizer is not None
-    if self.model.spks and sids is None:
-        raise ValueError(f"this model speaks with {len(self.speakers)} voices: choose one with sids "
-                         f"(one of {self.speakers})")
     return self.model.condition(1, emo_labs, emo_feats, ref, intensity=intensity, emo_feats_delta=emo_feats_delta,
                                 ref_factors=self.measure_factors(ref, ref_text, speaker=ref_spk)[0] if measure else None,
                                 sids=sids, spembs=spembs)

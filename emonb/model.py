@@ -398,9 +398,13 @@ def _condition_factors(self: EmoTTSModel, src: dict, labs, emo_feats, emo_feats_
 
 # %% ../nbs/10_model.ipynb #72345137
 @patch
-def _condition_speaker(self: EmoTTSModel, c: Conditioning, batch_size: int, sids, spembs) -> Conditioning:
-    "Speaker ids `(B,)` from names or numbers, embeddings `(B, D)`; errors name the known speakers."
+def _condition_speaker(self: EmoTTSModel, c: Conditioning, batch_size: int, sids, spembs,
+                       request: bool = True) -> Conditioning:
+    ("Speaker ids `(B,)` from names or numbers (default: the first voice), embeddings `(B, D)`; errors name the "
+     "known speakers.")
     dev = next(self.tts.parameters()).device
+    default = request and sids is None and spembs is None and bool(self.spks) and bool(self.speakers)
+    if default: sids = [self.speakers[0]] * batch_size                  # the first voice, as "neutral" is for labels
     if sids is not None:
         if not self.spks: raise ValueError("this model has no speaker-id table (spks: 0); sids cannot be used")
         if isinstance(sids, str) or (isinstance(sids, (list, tuple)) and sids and isinstance(sids[0], str)):
@@ -410,7 +414,7 @@ def _condition_speaker(self: EmoTTSModel, c: Conditioning, batch_size: int, sids
             sids = [self.speakers.index(n) for n in names]
         c.sids = torch.as_tensor(sids, dtype=torch.long, device=dev).reshape(-1)
         if c.sids.numel() == 1 and batch_size > 1: c.sids = c.sids.expand(batch_size)
-        for s in c.sources: s["speaker"] = "request"
+        for s in c.sources: s["speaker"] = "default" if default else "request"
     if spembs is not None:
         if not self.spk_embed_dim:
             raise ValueError("this model takes no speaker embeddings (spk_embed_dim: 0); spembs cannot be used")
@@ -419,7 +423,7 @@ def _condition_speaker(self: EmoTTSModel, c: Conditioning, batch_size: int, sids
         for s in c.sources: s.setdefault("speaker", "request")
     return c
 
-# %% ../nbs/10_model.ipynb #8f3a4ce9
+# %% ../nbs/10_model.ipynb #321bfbac
 @patch
 @torch.no_grad()
 def condition(self: EmoTTSModel, batch_size: int = 1, emo_labs=None, emo_feats=None, ref_speech=None,
@@ -427,7 +431,8 @@ def condition(self: EmoTTSModel, batch_size: int = 1, emo_labs=None, emo_feats=N
               own: dict | None = None, sids=None, spembs=None) -> Conditioning:
     ("Every request form -> the tensors the tts takes (see the table above); `own` holds a training batch's speech "
      "and mel.")
-    c = self._condition_speaker(Conditioning(sources=[{} for _ in range(batch_size)]), batch_size, sids, spembs)
+    c = self._condition_speaker(Conditioning(sources=[{} for _ in range(batch_size)]), batch_size, sids, spembs,
+                                request=own is None)
     ref = self._condition_reference(c, ref_speech, ref_speech_lengths)
     if own is not None: return self._condition_batch(c, emo_labs, emo_feats, own)
     if batch_size != 1:
