@@ -14,8 +14,8 @@ from .text import TextProcessor, build_token_list, load_token_list
 
 # %% auto #0
 __all__ = ['EMOTIONS', 'NOT_SEQUENCE', 'READERS', 'read_2column_text', 'TextReader', 'TextIntReader', 'CsvFloatReader',
-           'load_array_dict', 'NpyReader', 'SoundReader', 'parse_mixture', 'emotion_weights', 'EmoPreprocessor',
-           'EmoDataset', 'collate', 'write_shape_files', 'read_shape_file']
+           'TextFloatReader', 'load_array_dict', 'NpyReader', 'SoundReader', 'parse_mixture', 'emotion_weights',
+           'EmoPreprocessor', 'EmoDataset', 'collate', 'write_shape_files', 'read_shape_file']
 
 # %% ../../nbs/02_data.dataset.ipynb #5018e2ff
 def read_2column_text(path, what: str = "value", with_lines: bool = False):
@@ -67,18 +67,27 @@ class TextIntReader(TextReader):
 
 # %% ../../nbs/02_data.dataset.ipynb #a279afe3
 class CsvFloatReader(TextReader):
-    "`uid 0.1,0.5,0.9` lines -> float32 vector; NaN/inf refused."
-    what = "comma-separated floats"
+    "`uid 0.1,0.5,0.9` lines -> float32 vector; NaN/inf and rows of another length refused."
+    what, sep = "comma-separated floats", ","
     def _parse(self):
+        first = None
         for uid, v in self.data.items():
-            try: a = np.array([float(x) for x in v.split(",")], dtype=np.float32)
+            try: a = np.array([float(x) for x in v.split(self.sep)], dtype=np.float32)
             except ValueError:
-                raise ValueError(f"{self.where(uid)}: utterance {uid!r}: expected comma-separated floats, "
-                                 f"got {v!r}") from None
+                raise ValueError(f"{self.where(uid)}: utterance {uid!r}: expected {self.what}, got {v!r}") from None
             if not np.isfinite(a).all():
                 raise ValueError(f"{self.where(uid)}: utterance {uid!r} has non-finite values (nan/inf) "
                                  f"in {self.path.name}: {v!r}")
+            if first is None: first = (uid, len(a))
+            elif len(a) != first[1]:
+                raise ValueError(f"{self.where(uid)}: utterance {uid!r} has {len(a)} values, but {first[0]!r} "
+                                 f"({self.where(first[0])}) has {first[1]}")
             self.data[uid] = a
+
+# %% ../../nbs/02_data.dataset.ipynb #efb1181b
+class TextFloatReader(CsvFloatReader):
+    "`uid 0.1 -0.5 2.0` lines -> float32 vector (`text_float`); NaN/inf and rows of another length refused."
+    what, sep = "whitespace-separated floats", None
 
 # %% ../../nbs/02_data.dataset.ipynb #26f3ad38
 class _ArraysOnlyUnpickler(pickle.Unpickler):
@@ -285,7 +294,8 @@ def __call__(self: EmoPreprocessor, uid: str, data: dict) -> dict:
     return out
 
 # %% ../../nbs/02_data.dataset.ipynb #ff719e3d
-READERS = dict(sound=SoundReader, text=TextReader, text_int=TextIntReader, csv_float=CsvFloatReader, npy=NpyReader)
+READERS = dict(sound=SoundReader, text=TextReader, text_int=TextIntReader, csv_float=CsvFloatReader,
+               text_float=TextFloatReader, npy=NpyReader)
 
 # %% ../../nbs/02_data.dataset.ipynb #4393851c
 def _check_same_ids(ref, ref_path, keys, path):
