@@ -142,12 +142,18 @@ def _make_base_corpus(args, make_base_corpus) -> dict:
             arg("--heldout", action="store_true",
                 help="the held-out sentences by every voice in every emotion "
                      "(default --out: the repository's data_samples/heldout)"),
+            arg("--judge", action="store_true",
+                help="the judges' corpus: grammar sentences by every voice in every emotion (needs --out)"),
             arg("--force", action="store_true", help="overwrite an existing corpus"))
 def make_corpus_cmd(args):
     ("Synthesise the built-in sentences by every voice in every emotion (neutral, happy, sad, angry) with espeak-ng "
      "SSML prosody, and write wav/*.flac, train/dev/eval data dirs and manifest.yaml.")
-    from emonb.data.corpus import make_corpus, make_base_corpus, make_heldout_corpus, SENTENCES
+    from emonb.data.corpus import make_corpus, make_base_corpus, make_heldout_corpus, make_judge_corpus, SENTENCES
     if args.base: return _made(_make_base_corpus(args, make_base_corpus))
+    if args.judge:
+        if args.out is None: raise UsageError("--judge needs --out (the judges' corpus is not part of the repository)")
+        return _made(make_judge_corpus(args.out, overwrite=args.force, progress=True,
+                                       **({"voices": args.voices} if args.voices else {})))
     if args.heldout:
         return _made(make_heldout_corpus(args.out, seed=args.seed, voices=args.voices, overwrite=args.force,
                                          progress=True))

@@ -29,7 +29,7 @@ __all__ = ['emotion_models', 'FORMAT', 'JUDGE_ENCODER_CONF', 'SPEAKER_ENCODER_CO
            'predict_mel_ser', 'fit_mel_classifier', 'train_mel_ser', 'default_judge_path', 'train_judge', 'load_judge',
            'utterance_cmn', 'speed_perturbed_name', 'speaker_classes', 'SpeakerID', 'load_speaker_id',
            'speaker_dataset', 'speed_perturb_dir', 'predict_speaker_id', 'train_speaker_id', 'write_text_float',
-           'extract_spembs']
+           'extract_spembs', 'default_speaker_judge_path', 'train_speaker_judge', 'load_speaker_judge']
 
 # %% ../nbs/07_emotion.ipynb #8a9fe33f
 def _who(uids, i: int) -> str:
@@ -611,17 +611,16 @@ def default_judge_path() -> Path:
     return data_samples_dir()/"models"/"judge_melser.pt"
 
 # %% ../nbs/07_emotion.ipynb #57a944ed
-def train_judge(corpus_dir=None, out_file=None, seed: int = 0, epochs: int = 15, dropout: float = 0.3,
+def train_judge(corpus_dir, out_file=None, eval_dir=None, seed: int = 0, epochs: int = 15, dropout: float = 0.3,
                 progress: bool = False) -> MelSER:
-    ("Train the judge `MelSER` on `corpus_dir/{train,dev}` (default: the embedded corpus), "
-     "write it to `out_file`, report eval accuracy.")
-    corpus_dir = Path(corpus_dir) if corpus_dir is not None else data_samples_dir()
+    ("Train the judge `MelSER` on `corpus_dir/{train,dev}` (`make_judge_corpus`), report its accuracy on `eval_dir` "
+     "(default: the embedded corpus' eval), write it to `out_file` (default: the committed one).")
+    corpus_dir, eval_dir = Path(corpus_dir), Path(eval_dir) if eval_dir is not None else data_samples_dir()/"eval"
     out_file = Path(out_file) if out_file is not None else default_judge_path()
     model = train_mel_ser(corpus_dir/"train", corpus_dir/"dev", None, encoder_conf=JUDGE_ENCODER_CONF,
                           dropout=dropout, epochs=epochs, seed=seed, progress=progress)
-    if (corpus_dir/"eval").is_dir():
-        r = predict_mel_ser(model, corpus_dir/"eval")
-        model.meta.update(eval_accuracy=r["accuracy"], eval_confusion=r["confusion"].tolist())
+    r = predict_mel_ser(model, eval_dir)
+    model.meta.update(eval_accuracy=r["accuracy"], eval_confusion=r["confusion"].tolist(), eval_dir=_where(eval_dir))
     model.meta.update(role="judge", trained_by="emonb.emotion.train_judge")
     save_emotion_model(model, out_file)
     return model
@@ -829,3 +828,29 @@ def extract_spembs(model: SpeakerID, data_dir, out_dir=None, batch_size: int = 1
     spk = {s: F.normalize(torch.from_numpy(np.mean(v, 0)), dim=0).numpy() for s, v in sorted(by_speaker.items())}
     return dict(utt2embedding=write_text_float(out_dir/"utt2embedding", dict(zip(ds.keys(), emb))),
                 spk2embedding=write_text_float(out_dir/"spk2embedding", spk), dim=emb.shape[1])
+
+# %% ../nbs/07_emotion.ipynb #cd5e81e3
+def default_speaker_judge_path() -> Path:
+    "Where the committed speaker judge lives: `data_samples/models/judge_speaker.pt`."
+    return data_samples_dir()/"models"/"judge_speaker.pt"
+
+def train_speaker_judge(corpus_dir, out_file=None, eval_dir=None, seed: int = 0, epochs: int = 15,
+                        progress: bool = False) -> SpeakerID:
+    ("Train the speaker judge on `corpus_dir/{train,dev}` (`make_judge_corpus`), report its accuracy on `eval_dir` "
+     "(default: the embedded corpus' eval), write it to `out_file` (default: the committed one).")
+    corpus_dir, eval_dir = Path(corpus_dir), Path(eval_dir) if eval_dir is not None else data_samples_dir()/"eval"
+    out_file = Path(out_file) if out_file is not None else default_speaker_judge_path()
+    model, _ = train_speaker_id(corpus_dir/"train", corpus_dir/"dev", epochs=epochs, seed=seed, progress=progress)
+    r = predict_speaker_id(model, eval_dir)
+    model.meta.update(eval_accuracy=r["accuracy"], eval_confusion=r["confusion"].tolist(), eval_dir=_where(eval_dir))
+    model.meta.update(role="speaker judge", trained_by="emonb.emotion.train_speaker_judge")
+    save_emotion_model(model, out_file)
+    return model
+
+def load_speaker_judge(path=None, map_location="cpu") -> SpeakerID:
+    "The speaker judge (default: the committed `data_samples/models/judge_speaker.pt`), in eval mode."
+    path = Path(path) if path is not None else default_speaker_judge_path()
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: speaker judge not found; "
+                                f"regenerate it with emonb.emotion.train_speaker_judge(out_file={str(path)!r})")
+    return load_speaker_id(path, map_location).eval()

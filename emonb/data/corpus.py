@@ -23,8 +23,8 @@ __all__ = ['DEFAULT_PROFILES', 'PROFILE_ORDER', 'SENTENCES', 'VOCABULARY', 'TEMP
            'fill_template', 'compose_sentences', 'espeak_version', 'trim_silence', 'prosody_attrs', 'prosody_ssml',
            'check_voice', 'synthesize_utterance', 'utterance_prosody', 'split_sentences', 'write_data_dir',
            'read_data_dir', 'corpus_cells', 'corpus_jobs', 'utterance_id', 'make_corpus', 'make_base_corpus',
-           'heldout_dir', 'make_heldout_corpus', 'normalize_emotion', 'esd_split', 'esd_speaker_dirs', 'prepare_esd',
-           'prepare_ravdess', 'prepare_cremad', 'prepare_csv']
+           'make_judge_corpus', 'heldout_dir', 'make_heldout_corpus', 'normalize_emotion', 'esd_split',
+           'esd_speaker_dirs', 'prepare_esd', 'prepare_ravdess', 'prepare_cremad', 'prepare_csv']
 
 # %% ../../nbs/04_data.corpus.ipynb #36ae57c0
 @dataclass
@@ -443,6 +443,14 @@ def make_base_corpus(out_dir, n_sentences: int = 4000, n_dev: int = 100, seed: i
     sents = compose_sentences(n_sentences, seed, exclude=SENTENCES + HELDOUT_SENTENCES)
     return make_corpus(out_dir, seed=seed, sentences=sents, splits=(n_sentences - n_dev, n_dev, 0), pairing="one",
                        n_jobs=n_jobs, **kwargs)
+
+# %% ../../nbs/04_data.corpus.ipynb #12ca3734
+def make_judge_corpus(out_dir, n_sentences: int = 40, n_dev: int = 8, seed: int = 1, n_jobs: int = 2,
+                      **kwargs) -> dict:
+    "The judges' corpus: grammar sentences, each by every voice in every emotion (no held-out cell)."
+    sents = compose_sentences(n_sentences, seed, exclude=SENTENCES + HELDOUT_SENTENCES)
+    return make_corpus(out_dir, seed=seed, sentences=sents, splits=(n_sentences - n_dev, n_dev, 0),
+                       voices=kwargs.pop("voices", VOICES), heldout_cells=(), n_jobs=n_jobs, **kwargs)
 
 # %% ../../nbs/04_data.corpus.ipynb #d88b9241
 def heldout_dir() -> Path:

@@ -14,8 +14,8 @@ from .text import TextProcessor, build_token_list, load_token_list
 
 # %% auto #0
 __all__ = ['EMOTIONS', 'NOT_SEQUENCE', 'READERS', 'read_2column_text', 'TextReader', 'TextIntReader', 'CsvFloatReader',
-           'TextFloatReader', 'load_array_dict', 'NpyReader', 'SoundReader', 'parse_mixture', 'emotion_weights',
-           'EmoPreprocessor', 'EmoDataset', 'collate', 'write_shape_files', 'read_shape_file']
+           'TextFloatReader', 'SpeakerTextFloatReader', 'load_array_dict', 'NpyReader', 'SoundReader', 'parse_mixture',
+           'emotion_weights', 'EmoPreprocessor', 'EmoDataset', 'collate', 'write_shape_files', 'read_shape_file']
 
 # %% ../../nbs/02_data.dataset.ipynb #5018e2ff
 def read_2column_text(path, what: str = "value", with_lines: bool = False):
@@ -88,6 +88,18 @@ class CsvFloatReader(TextReader):
 class TextFloatReader(CsvFloatReader):
     "`uid 0.1 -0.5 2.0` lines -> float32 vector (`text_float`); NaN/inf and rows of another length refused."
     what, sep = "whitespace-separated floats", None
+
+# %% ../../nbs/02_data.dataset.ipynb #566800fe
+class SpeakerTextFloatReader(TextFloatReader):
+    "`spk2embedding` (`<speaker> v1 v2 ...`) read per utterance: each `utt2spk` utterance gets its speaker's vector."
+    def __init__(self, path, utt2spk):
+        super().__init__(path)
+        u2s = read_2column_text(utt2spk, "speaker")
+        missing = sorted({s for s in u2s.values() if s not in self.data})
+        if missing: raise ValueError(f"{self.path}: no vector for speaker(s) {missing} of {utt2spk}")
+        spk_lines, self.utt2spk = self.lines, u2s
+        self.data = {u: self.data[s] for u, s in u2s.items()}
+        self.lines = {u: spk_lines[s] for u, s in u2s.items()}
 
 # %% ../../nbs/02_data.dataset.ipynb #26f3ad38
 class _ArraysOnlyUnpickler(pickle.Unpickler):
@@ -398,11 +410,31 @@ def collate(batch, float_pad_value: float = 0.0, int_pad_value: int = 0, not_seq
 _FEATS_FILES = (("emo_feats.npy", "npy"), ("emo_feats.npz", "npy"), ("emo_feats.scp", "npy"),
                 ("emo_feats", "csv_float"), ("emo_feats.csv", "csv_float"))
 
+# %% ../../nbs/02_data.dataset.ipynb #3c816d0a
+@patch
+def add_loader(self: EmoDataset, name: str, loader, typ: str):
+    "Add `loader` (keys, `[uid]`, `path`) as entry `name` of type `typ`; its utterance ids must be the dataset's."
+    if name in self.loaders: raise ValueError(f"name {name!r} is already a loader of this dataset")
+    first = next(iter(self.loaders.values()))
+    _check_same_ids(self._keys, first.path, list(loader.keys()), loader.path)
+    self.loaders[name], self.types[name] = loader, typ
+
+def _spembs_reader(d: Path, spembs) -> TextFloatReader:
+    "Speaker embeddings of data dir `d`: `spk2embedding*` per speaker (through `d/utt2spk`), else per utterance."
+    p = Path(spembs)
+    p = p if p.is_absolute() or p.exists() else d/p
+    if not p.exists(): raise FileNotFoundError(f"{p}: speaker embedding file (spembs) not found")
+    if not p.name.startswith("spk2"): return TextFloatReader(p)
+    if not (d/"utt2spk").exists(): raise FileNotFoundError(f"{d/'utt2spk'}: needed to read {p} per utterance")
+    return SpeakerTextFloatReader(p, d/"utt2spk")
+
 # %% ../../nbs/02_data.dataset.ipynb #c5631358
 @classmethod
 def _from_dir(cls, data_dir, token_list=None, emotions=EMOTIONS, feats=None, speakers=None, fs: int | None = 22050,
-              resample: bool = False, cleaner="english", token_type: str = "char", unk_ok: bool = False) -> EmoDataset:
-    "Dataset of a Kaldi-style directory (`wav.scp text utt2emo [utt2spk] [emo_feats...]`) with an `EmoPreprocessor`."
+              resample: bool = False, cleaner="english", token_type: str = "char", unk_ok: bool = False,
+              spembs=None) -> EmoDataset:
+    ("Dataset of a Kaldi-style directory (`wav.scp text utt2emo [utt2spk] [emo_feats...]`) with an `EmoPreprocessor`; "
+     "`spembs`: a `utt2embedding` or `spk2embedding` file.")
     d = Path(data_dir)
     missing = [f for f in ("wav.scp", "text", "utt2emo") if not (d/f).exists()]
     if missing: raise FileNotFoundError(f"{d}: data directory lacks {missing} (needs wav.scp, text, utt2emo)")
@@ -422,6 +454,7 @@ def _from_dir(cls, data_dir, token_list=None, emotions=EMOTIONS, feats=None, spe
     pre = EmoPreprocessor(token_list, emotions=emotions, cleaner=cleaner, token_type=token_type, unk_ok=unk_ok,
                           speakers=speakers)
     ds = cls(triples, preprocess=pre, fs=fs, resample=resample)
+    if spembs is not None: ds.add_loader("spembs", _spembs_reader(d, spembs), "text_float")
     ds.utt2spk = None
     if (d/"utt2spk").exists():
         ds.utt2spk = read_2column_text(d/"utt2spk", "speaker")
