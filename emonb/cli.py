@@ -357,6 +357,45 @@ def _factor(s: str) -> tuple:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected FACTOR=NUMBER (e.g. pitch_mean=0.8), got {s!r}") from None
 
+# %% ../nbs/17_cli.ipynb #77e86c86
+def _spk(value: str, speakers: list):
+    "`--spk`: a speaker name of the model as it is, else a speaker-id row as an int."
+    return int(value) if value not in speakers and value.lstrip("-").isdigit() else value
+
+# %% ../nbs/17_cli.ipynb #e5eaec0d
+def _read_spembs(path: Path):
+    "The speaker embedding in `path`: a `.npy` array, or a text file with one vector `v1 v2 ...` (float32, 1-D)."
+    import numpy as np
+    if not path.is_file(): raise FileNotFoundError(f"{path}: speaker embedding file not found")
+    try: x = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path, np.float32, ndmin=2)
+    except ValueError as e: raise ValueError(f"{path}: cannot read a speaker embedding ({e})") from None
+    x = np.asarray(x, np.float32)
+    if x.ndim == 2 and len(x) == 1: x = x[0]
+    if x.ndim != 1 or not x.size:
+        raise ValueError(f"{path}: expected one vector of numbers (a line 'v1 v2 ...'), got shape {x.shape}")
+    return x
+
+# %% ../nbs/17_cli.ipynb #66f97326
+def _speaker_request(t2s, args) -> dict:
+    "`sids`, `spembs`, `ref_spk` of `Text2Speech` from `--spk`, `--spembs`, `--ref_spk` (checked against the model)."
+    if args.spk is not None and not t2s.model.spks:
+        raise UsageError("--spk: this model speaks with one voice (it has no speaker-id table)")
+    if t2s.model.spks and args.spk is None:
+        raise UsageError(f"this model speaks with {len(t2s.speakers)} voices: choose one with --spk "
+                         f"(one of {', '.join(t2s.speakers)})")
+    if t2s.model.spk_embed_dim and args.spembs is None:
+        raise UsageError(f"this model takes a speaker embedding: give --spembs FILE "
+                         f"(a vector of {t2s.model.spk_embed_dim} numbers)")
+    if args.ref_spk is not None:
+        if args.ref_audio is None: raise UsageError("--ref_spk names the voice of the reference: give --ref_audio")
+        known = list(getattr(t2s.normalizer, "speakers", {}))
+        if args.ref_spk not in known:
+            raise UsageError(f"--ref_spk {args.ref_spk}: this model has no prosody statistics of that voice (it has "
+                             f"{'them of ' + ', '.join(known) if known else 'none per voice'}); leave --ref_spk out "
+                             "to scale the reference corpus-wide")
+    return dict(sids=None if args.spk is None else _spk(args.spk, t2s.speakers),
+                spembs=None if args.spembs is None else _read_spembs(args.spembs), ref_spk=args.ref_spk)
+
 # %% ../nbs/17_cli.ipynb #c15ea641
 @subcommand("synth",
             "synthesise sentences with a trained run (emotion, mixture, intensity, reference audio, prosody factors)",
@@ -374,6 +413,14 @@ def _factor(s: str) -> tuple:
             arg("--ref_audio", type=Path, default=None,
                 help="reference recording whose style (prosody factors / embedding) to copy"),
             arg("--ref_text", default=None, help="transcript of the reference (for its speaking rate)"),
+            arg("--spk", default=None, metavar="NAME",
+                help="the voice of a multi-speaker model: a speaker name of the run (its `speakers`) or a row number"),
+            arg("--spembs", type=Path, default=None, metavar="FILE",
+                help="speaker embedding, for a model that takes one (spk_embed_dim): a .npy or a text file "
+                     "holding one vector 'v1 v2 ...'"),
+            arg("--ref_spk", default=None, metavar="NAME",
+                help="the voice that recorded --ref_audio: its factors are scaled with that voice's statistics "
+                     "(default: corpus-wide)"),
             arg("--factor", type=_factor, action="append", default=[], metavar="NAME=VALUE",
                 help="set a prosody factor in [0, 1] (repeat)"),
             arg("--factor_delta", type=_factor, action="append", default=[], metavar="NAME=DELTA",
@@ -382,12 +429,14 @@ def _factor(s: str) -> tuple:
             arg("--sharpen", type=float, default=1.0,
                 help="spectral sharpening of the mel before the vocoder (0: none)"),
             arg("--maxlenratio", type=float, default=10.0, help="stop decoding after this many frames per input token"),
+            arg("--minlenratio", type=float, default=0.0, help="decode at least this many frames per input token"),
             arg("--threshold", type=float, default=0.5, help="stop-token probability that ends decoding"),
             arg("--quantize", choices=["int8"], default=None,
                 help="decode with int8 decoder weights (CPU: faster at batch 1)"),
             arg("--plots", action="store_true", help="also write a mel + attention plot per sentence"))
 def synth_cmd(args):
-    "Synthesise TEXT (and the lines of --text_file) with a trained run, one wav per sentence."
+    ("Synthesise TEXT (and the lines of --text_file) with a trained run, one wav per sentence; a multi-speaker run "
+     "in the voice of --spk.")
     import soundfile as sf
     from emonb.inference import Text2Speech
     from emonb.evaluate import focus_rate, plot_synthesis
@@ -399,15 +448,18 @@ def synth_cmd(args):
     t2s = Text2Speech.from_pretrained(args.model, config_file=args.config,
                                       vocoder_conf=dict(n_iter=args.griffin_lim_iters, sharpen=args.sharpen),
                                       decode_conf=dict(quantize=args.quantize))
+    speaker = _speaker_request(t2s, args)
     args.out.mkdir(parents=True, exist_ok=True)
     outs = t2s.synthesize_batch(texts, ref_audio=str(args.ref_audio) if args.ref_audio else None,
                                 emo_labs=args.emotion, emo_feats=dict(args.factor) or None,
                                 emo_feats_delta=dict(args.factor_delta) or None, intensity=args.intensity,
-                                ref_text=args.ref_text, maxlenratio=args.maxlenratio, threshold=args.threshold)
+                                ref_text=args.ref_text, maxlenratio=args.maxlenratio, minlenratio=args.minlenratio,
+                                threshold=args.threshold, **speaker)
     for i, s in enumerate(outs, 1):
         sf.write(args.out/f"{i:03d}.wav", s.wav, s.fs)
         if args.plots: plot_synthesis(s, args.out/f"{i:03d}.png", s.text)
-        print(f"{args.out/f'{i:03d}.wav'}: {s.duration:.2f} s, focus rate {focus_rate(s.att_w):.2f}, {s.text}")
+        voice = f"voice {s.conditioning['speaker']}, " if s.conditioning.get("speaker") else ""
+        print(f"{args.out/f'{i:03d}.wav'}: {s.duration:.2f} s, focus rate {focus_rate(s.att_w):.2f}, {voice}{s.text}")
 
 # %% ../nbs/17_cli.ipynb #78eb3cfb
 @subcommand("evaluate", "objective evaluation of a trained run on a data dir (MCD, F0, judge accuracy, control curves)",

@@ -526,25 +526,56 @@ class ExpStyleTTS:
      "in `out_dir`.")
     default_text = "The leaves turn red in autumn."
 
-    def __init__(self, t2s: Text2Speech, out_dir, text: str | list | None = None, **options):
+    def __init__(self, t2s: Text2Speech, out_dir, text: str | list | None = None, sids=None, **options):
         self.t2s, self.out_dir = t2s, Path(out_dir)
         self.texts = [text] if isinstance(text, str) else list(text or [self.default_text])
         self.options = options                                          # decode / vocoder options for every synthesis
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         if t2s.normalizer is None:
             raise ValueError("ExpStyleTTS measures prosody factors: the run needs prosody statistics")
+        self.sids, self.speaker = sids, self._voice(sids)               # the voice of every synthesis, and its name
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+# %% ../nbs/14_inference.ipynb #8b49e941
+from .models.tacotron2 import check_sids
+
+@patch
+def _voice(self: ExpStyleTTS, sids) -> str | None:
+    "The name of voice `sids` (a speaker name or speaker-id row of the model); None for none."
+    if sids is None: return None
+    c = self.t2s.model._condition_speaker(Conditioning(sources=[{}]), 1, sids, None)
+    check_sids(c.sids, self.t2s.model.spks, 1)
+    return self.t2s._speaker_name(c, 0)
 
 # %% ../nbs/14_inference.ipynb #1022dd6a
 @patch
+def _synthesize(self: ExpStyleTTS, texts: list, **request) -> list[Synthesis]:
+    "`Text2Speech.synthesize_batch` in this experiment's voice, with its options."
+    return self.t2s.synthesize_batch(texts, sids=self.sids, **request, **self.options)
+
+@patch
+def _path(self: ExpStyleTTS, name: str) -> Path:
+    "`out_dir/name`, with the voice's name in front (`m1_name`) when the experiment has one."
+    return self.out_dir/(re.sub(r"[^\w.+-]", "_", self.speaker) + "_" + name if self.speaker else name)
+
+# %% ../nbs/14_inference.ipynb #8da7071d
+@patch
 def _write(self: ExpStyleTTS, name: str, out: Synthesis) -> Path:
-    p = self.out_dir/f"{name}.wav"
+    p = self._path(f"{name}.wav")
     sf.write(p, out.wav, out.fs)
     return p
 
 @patch
+def _save(self: ExpStyleTTS, fig: Figure, name: str) -> str:
+    if self.speaker: fig.suptitle(f"voice {self.speaker}", fontsize=9)
+    fig.tight_layout()
+    p = self._path(f"{name}.png")
+    fig.savefig(p, dpi=100)
+    return str(p)
+
+@patch
 def _measure(self: ExpStyleTTS, out: Synthesis) -> np.ndarray:
     if len(out.wav) < self.t2s.prosody.n_fft: return np.full(len(self.t2s.factor_names), np.nan, np.float32)
-    return self.t2s.measure_factors(out.wav, out.text)[0]
+    return self.t2s.measure_factors(out.wav, out.text, speaker=out.conditioning.get("speaker"))[0]
 
 # %% ../nbs/14_inference.ipynb #463f0894
 @patch
@@ -559,8 +590,7 @@ def exp_prosody_control(self: ExpStyleTTS, factor: str, values=(0.1, 0.3, 0.5, 0
     if len(values) < 2: raise ValueError("exp_prosody_control needs at least two values to correlate")
     j, M, wavs = t2s.factor_names.index(factor), np.full((len(self.texts), len(values)), np.nan), []
     for i, text in enumerate(self.texts):
-        outs = t2s.synthesize_batch([text] * len(values), emo_labs=emo_labs, emo_feats=[{factor: v} for v in values],
-                                    **self.options)
+        outs = self._synthesize([text] * len(values), emo_labs=emo_labs, emo_feats=[{factor: v} for v in values])
         for k, o in enumerate(outs):
             wavs.append(self._write(f"psd_{factor}_{k}_{values[k]:.2f}_t{i}", o))
             M[i, k] = self._measure(o)[j]
@@ -568,7 +598,8 @@ def exp_prosody_control(self: ExpStyleTTS, factor: str, values=(0.1, 0.3, 0.5, 0
     res = dict(factor=factor, values=values, measured=M.tolist(), measured_mean=mean.tolist(),
                spearman=spearman(values, mean), spearman_per_text=[spearman(values, m) for m in M],
                pearson=float(np.corrcoef(values, mean)[0, 1])
-               if np.isfinite(mean).all() and mean.std() > 0 else float("nan"), wavs=[str(w) for w in wavs])
+               if np.isfinite(mean).all() and mean.std() > 0 else float("nan"), wavs=[str(w) for w in wavs],
+               speaker=self.speaker)
     fig = Figure(figsize=(4.2, 4))
     ax = fig.subplots()
     for m in M: ax.plot(values, m, "o", color="0.6", ms=4)
@@ -577,9 +608,7 @@ def exp_prosody_control(self: ExpStyleTTS, factor: str, values=(0.1, 0.3, 0.5, 0
     ax.set(xlabel=f"requested {factor}", ylabel=f"measured {factor}",
            title=f"{factor}: Spearman {res['spearman']:.2f}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(self.out_dir/f"psd_{factor}.png", dpi=100)
-    res["png"] = str(self.out_dir/f"psd_{factor}.png")
+    res["png"] = self._save(fig, f"psd_{factor}")
     return res
 
 ExpStyleTTS.exp_psd_contrl = ExpStyleTTS.exp_prosody_control     # the seed design's name
@@ -593,9 +622,9 @@ def exp_emo_labs(self: ExpStyleTTS, labels=("neutral", "happy", "sad", "angry"),
     for lab in labels:
         t2s.emotion_vector(lab)                                       # fail early, before any synthesis
         for a in intensities:
-            outs = t2s.synthesize_batch(self.texts, emo_labs=lab, intensity=a, **self.options)
-            for i, o in enumerate(outs):
-                recs.append(dict(label=_label_name(lab), intensity=float(a), text=i, emo_labs=o.emo_labs.tolist(),
+            for i, o in enumerate(self._synthesize(self.texts, emo_labs=lab, intensity=a)):
+                recs.append(dict(label=_label_name(lab), intensity=float(a), text=i, speaker=self.speaker,
+                                 emo_labs=o.emo_labs.tolist(),
                                  emo_feats=o.emo_feats.tolist() if o.emo_feats is not None else None,
                                  measured=self._measure(o).tolist(),
                                  wav=str(self._write(f"emo_{_label_name(lab)}_{a:.2f}_t{i}", o))))
@@ -608,25 +637,24 @@ def exp_emo_labs(self: ExpStyleTTS, labels=("neutral", "happy", "sad", "angry"),
     ax.set_yticks(range(len(rows)), [f"{l} @ {a:g}" for l, a in rows], fontsize=8)
     ax.set_title("measured prosody factors of the output")
     fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    fig.savefig(self.out_dir/"emo_labs.png", dpi=100)
-    return dict(records=recs, png=str(self.out_dir/"emo_labs.png"))
+    return dict(records=recs, png=self._save(fig, "emo_labs"), speaker=self.speaker)
 
 # %% ../nbs/14_inference.ipynb #d9164966
 @patch
-def exp_ref_audio(self: ExpStyleTTS, ref_audios, ref_texts=None) -> dict:
-    ("Synthesise with each reference (paths, arrays, `(array, sr)`; a dict names them); write wavs + "
-     "`ref_audio.png`; return the records.")
+def exp_ref_audio(self: ExpStyleTTS, ref_audios, ref_texts=None, ref_spks=None) -> dict:
+    ("Synthesise with each reference (paths, arrays, `(array, sr)`; a dict names them; `ref_spks` their voices); "
+     "write wavs + `ref_audio.png`; return the records.")
     t2s = self.t2s
     items = list(ref_audios.items()) if isinstance(ref_audios, dict) else \
         [(Path(r).stem if isinstance(r, (str, Path)) else f"ref{i}", r) for i, r in enumerate(ref_audios)]
     if not items: raise ValueError("exp_ref_audio: no reference audio given")
-    ref_texts = _per_item(ref_texts, len(items), "ref_texts")
+    ref_texts, ref_spks = _per_item(ref_texts, len(items), "ref_texts"), _per_item(ref_spks, len(items), "ref_spks")
     recs = []
-    for (name, ra), rt in zip(items, ref_texts):
-        ref_m = t2s.measure_factors(t2s.load_ref_audio(ra), rt)[0]
-        for i, o in enumerate(t2s.synthesize_batch(self.texts, ref_audio=ra, ref_text=rt, **self.options)):
-            recs.append(dict(ref=name, text=i, emo_labs=None if o.emo_labs is None else o.emo_labs.tolist(),
+    for (name, ra), rt, rs in zip(items, ref_texts, ref_spks):
+        ref_m = t2s.measure_factors(t2s.load_ref_audio(ra), rt, speaker=rs)[0]
+        for i, o in enumerate(self._synthesize(self.texts, ref_audio=ra, ref_text=rt, ref_spk=rs)):
+            recs.append(dict(ref=name, ref_spk=rs, text=i, speaker=self.speaker,
+                             emo_labs=None if o.emo_labs is None else o.emo_labs.tolist(),
                              emo_feats=None if o.emo_feats is None else o.emo_feats.tolist(),
                              ref_measured=ref_m.tolist(), measured=self._measure(o).tolist(),
                              wav=str(self._write(f"ref_{name}_t{i}", o))))
@@ -638,9 +666,21 @@ def exp_ref_audio(self: ExpStyleTTS, ref_audios, ref_texts=None) -> dict:
         ax.bar(x - 0.2, rs[0]["ref_measured"], 0.4, label="reference")
         ax.bar(x + 0.2, np.nanmean([r["measured"] for r in rs], 0), 0.4, label="output")
         ax.set_xticks(x, t2s.factor_names, rotation=90, fontsize=7)
-        ax.set_title(str(name), fontsize=9)
+        ax.set_title(str(name) + (f" ({rs[0]['ref_spk']})" if rs[0]["ref_spk"] else ""), fontsize=9)
     axes[0][0].legend(fontsize=7)
     axes[0][0].set_ylabel("factor (0..1 = training range)")
-    fig.tight_layout()
-    fig.savefig(self.out_dir/"ref_audio.png", dpi=100)
-    return dict(records=recs, png=str(self.out_dir/"ref_audio.png"))
+    return dict(records=recs, png=self._save(fig, "ref_audio"), speaker=self.speaker)
+
+# %% ../nbs/14_inference.ipynb #054b0573
+@patch
+def each_speaker(self: ExpStyleTTS, experiment: str, *args, speakers=None, **kwargs) -> dict:
+    ("Run `experiment` (a method name, e.g. `'exp_emo_labs'`, with `args`/`kwargs`) in each voice of the model (or "
+     "`speakers`): `{voice: result}`.")
+    names = sorted(n for n in dir(ExpStyleTTS) if n.startswith("exp_"))
+    if experiment not in names: raise ValueError(f"unknown experiment {experiment!r}; the experiments are {names}")
+    if not self.t2s.speakers:
+        raise ValueError("each_speaker: this model speaks with one voice (no speaker-id table); run the experiment "
+                         "itself")
+    runs = [ExpStyleTTS(self.t2s, self.out_dir, self.texts, sids=s, **self.options)
+            for s in (self.t2s.speakers if speakers is None else speakers)]
+    return {e.speaker: getattr(e, experiment)(*args, **kwargs) for e in runs}

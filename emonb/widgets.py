@@ -12,7 +12,7 @@ import ipywidgets as W
 from fastcore.basics import patch
 from matplotlib.figure import Figure
 from .core import data_samples_dir, set_seed
-from .data.dataset import SoundReader, read_2column_text
+from .data.corpus import read_data_dir
 from .inference import Synthesis, Text2Speech, base_voice_dir
 
 # %% auto #0
@@ -30,16 +30,14 @@ def format_mixture(emo_labs, emotions, digits: int = 2) -> str:
 
 # %% ../nbs/16_widgets.ipynb #8db1aeb7
 def corpus_references(data_dir="eval") -> dict:
-    ("`{uid: dict(path, text, emotion)}` of a data dir (`wav.scp`, optional `text`/`utt2emo`); a bare split name "
-     "means `data_samples/<split>`.")
+    ("`{uid: dict(path, text, emotion, speaker)}` of a data dir (`wav.scp`, optional `text`/`utt2emo`/`utt2spk`); "
+     "a bare split name means `data_samples/<split>`.")
     d = Path(data_dir)
     if not d.is_dir() and len(d.parts) == 1: d = data_samples_dir()/d
     if not (d/"wav.scp").exists():
         raise FileNotFoundError(f"{d/'wav.scp'}: no wav.scp; give a data dir or a split of the embedded corpus")
-    wavs = SoundReader(d/"wav.scp")
-    text = read_2column_text(d/"text") if (d/"text").exists() else {}
-    emo = read_2column_text(d/"utt2emo") if (d/"utt2emo").exists() else {}
-    return {u: dict(path=wavs.audio_path(u), text=text.get(u), emotion=emo.get(u)) for u in wavs.keys()}
+    return {u: dict(path=r["wav"], text=r.get("text"), emotion=r.get("emotion"), speaker=r.get("speaker"))
+            for u, r in read_data_dir(d).items()}
 
 # %% ../nbs/16_widgets.ipynb #e952a06d
 def upload_item(path_or_bytes, name: str | None = None) -> dict:
@@ -72,9 +70,11 @@ class EmotionControlUI:
         self._uploads = {}
         self.text = W.Textarea(value=text or self.default_text, description="text",
                                layout=W.Layout(width="98%", height="56px"))
+        self._build_speaker()
         self._build_emotion()
         self._build_prosody()
         self._build_reference(references)
+        self._build_ref_voice()
         self._build_decode(n_iter, seed)
         self._build_output()
         self.widget = self._layout()
@@ -98,6 +98,15 @@ def _build_emotion(self: EmotionControlUI):
                                    **_SLIDER, **_look(96, 330))
     self.mixture = W.HTML(layout=W.Layout(width="330px"))          # a long message wraps instead of widening the column
     for s in (*self.emotion_sliders.values(), self.intensity): s.observe(self.refresh, "value")
+
+# %% ../nbs/16_widgets.ipynb #2203b64b
+@patch
+def _build_speaker(self: EmotionControlUI):
+    self.speaker = None
+    if not self.t2s.speakers: return
+    self.speaker = W.Dropdown(options=self.t2s.speakers, value=self.t2s.speakers[0], description="voice",
+                              **_look(96, 330))
+    self.speaker.observe(self.refresh, "value")
 
 # %% ../nbs/16_widgets.ipynb #4fb9c962
 @patch
@@ -129,24 +138,39 @@ def _build_reference(self: EmotionControlUI, references):
     self._transcripts = {}                                   # reference key -> the transcript typed (or given) for it
     self.ref_choice.observe(self._on_reference, "value")
     self.ref_upload.observe(self._on_upload, "value")
-    self.ref_text.observe(self._on_transcript, "value")
+    self.ref_text.observe(self._on_ref_detail, "value")
 
 # %% ../nbs/16_widgets.ipynb #e2dc4ded
 @patch
-def _on_reference(self: EmotionControlUI, change=None):
-    key = self.ref_choice.value
-    given = (self.references[key[7:]]["text"] or "") if key.startswith("corpus:") else ""
-    self._switching = True
-    try: self.ref_text.value = self._transcripts.get(key, given)
-    finally: self._switching = False
-    self.refresh()
+def _build_ref_voice(self: EmotionControlUI):
+    voices = dict.fromkeys([*self.t2s.speakers, *getattr(self.t2s.normalizer, "speakers", {}),
+                            *(r["speaker"] for r in self.references.values() if r["speaker"])])
+    self.ref_voice = W.Dropdown(options=[("unknown (corpus-wide scaling)", "")] + [(v, v) for v in voices], value="",
+                                description="voice",
+                                layout=W.Layout(width="520px", display=None if self.t2s.speakers else "none"))
+    self._ref_voices = {}                                    # reference key -> the voice chosen (or given) for it
+    self.ref_voice.observe(self._on_ref_detail, "value")
 
 # %% ../nbs/16_widgets.ipynb #28fc335a
 @patch
-def _on_transcript(self: EmotionControlUI, change=None):
-    "A typed transcript belongs to the chosen reference, and changes its measured speaking rate."
+def _on_reference(self: EmotionControlUI, change=None):
+    key = self.ref_choice.value
+    given = self.references[key[7:]] if key.startswith("corpus:") else {}
+    self._switching = True
+    try:
+        self.ref_text.value = self._transcripts.get(key, given.get("text") or "")
+        self.ref_voice.value = self._ref_voices.get(key, given.get("speaker") or "")
+    finally: self._switching = False
+    self.refresh()
+
+# %% ../nbs/16_widgets.ipynb #4d714658
+@patch
+def _on_ref_detail(self: EmotionControlUI, change=None):
+    "A typed transcript or a chosen voice belongs to the chosen reference, and changes how its factors are measured."
     if getattr(self, "_switching", False): return
-    if self.ref_choice.value: self._transcripts[self.ref_choice.value] = self.ref_text.value
+    if self.ref_choice.value:
+        self._transcripts[self.ref_choice.value] = self.ref_text.value
+        self._ref_voices[self.ref_choice.value] = self.ref_voice.value
     self.refresh()
 
 # %% ../nbs/16_widgets.ipynb #c07de20c
@@ -221,11 +245,11 @@ def _layout(self: EmotionControlUI) -> W.Widget:
     emo = box("Emotion", *self.emotion_sliders.values(), self.intensity, self.mixture)
     pros = box("Prosody factors", self.factor_source,
                *[W.HBox([self.factor_override[f], self.factor_sliders[f]]) for f in self.t2s.factor_names])
-    ref = box("Reference audio", self.ref_choice, W.HBox([self.ref_upload]), self.ref_text)
+    ref = box("Reference audio", self.ref_choice, W.HBox([self.ref_upload]), self.ref_text, self.ref_voice)
     dec = box("Decoding", *self.decode.values(), self.seed)
     tabs = W.Tab(children=[W.HBox([emo, pros]), ref, dec], titles=("Emotion & prosody", "Reference audio", "Decoding"))
-    return W.VBox([self.text, tabs, W.HBox([self.button, self.status]), self.stale,
-                   W.HBox([self.audio, self.factor_table]), self.plot])
+    return W.VBox([self.text, *([self.speaker] if self.speaker is not None else []), tabs,
+                   W.HBox([self.button, self.status]), self.stale, W.HBox([self.audio, self.factor_table]), self.plot])
 
 # %% ../nbs/16_widgets.ipynb #ebab4e60
 @patch
@@ -251,6 +275,8 @@ def overrides(self: EmotionControlUI) -> dict:
 def request(self: EmotionControlUI) -> dict:
     "The keyword arguments of the `Text2Speech` call the widgets describe."
     req = dict(text=self.text.value, ref_audio=self.reference(), ref_text=self.ref_text.value.strip() or None)
+    if self.speaker is not None: req["sids"] = self.speaker.value
+    if req["ref_audio"] is not None and self.ref_voice.value: req["ref_spk"] = self.ref_voice.value
     if self.uses_labels: req.update(emo_labs=self.label(), intensity=self.intensity.value)
     if self.overrides(): req["emo_feats"] = self.overrides()
     return {**req, **{k: w.value for k, w in self.decode.items()}}
@@ -266,15 +292,28 @@ def describe_sources(sources: dict, factor_names) -> str:
     rest = "; ".join(f"{', '.join(fs)}: {k}" for k, fs in kinds.items() if k != main)
     return main + (f" ({rest})" if rest else "")
 
+# %% ../nbs/16_widgets.ipynb #eb78173f
+@patch
+def _ref_scaling(self: EmotionControlUI, req: dict) -> str:
+    "`'; reference scaled as f1's'` (or corpus-wide, and why) for a request with a reference; '' without one."
+    if req.get("ref_audio") is None: return ""
+    spk = req.get("ref_spk")
+    if spk is None: return "; reference voice unknown: scaled corpus-wide"
+    if spk not in getattr(self.t2s.normalizer, "speakers", {}):
+        return f"; reference scaled corpus-wide (no statistics of {spk})"
+    return f"; reference scaled as {spk}'s"
+
 # %% ../nbs/16_widgets.ipynb #a21de816
-CONDITIONING_KEYS = ("ref_audio", "ref_text", "emo_labs", "intensity", "emo_feats")
+CONDITIONING_KEYS = ("ref_audio", "ref_text", "emo_labs", "intensity", "emo_feats", "sids", "ref_spk")
 
 @patch
 def refresh(self: EmotionControlUI, change=None):
     ("Show what the model would be given (mixture line, free factor sliders, their sources); the `Conditioning`, or "
      "None.")
     for f, s in self.factor_sliders.items(): s.disabled = not self.factor_override[f].value
-    try: c = self.t2s.conditioning(**{k: v for k, v in self.request().items() if k in CONDITIONING_KEYS})
+    try:
+        req = self.request()
+        c = self.t2s.conditioning(**{k: v for k, v in req.items() if k in CONDITIONING_KEYS})
     except Exception as e:
         self.mixture.value = f"<span style='color:#b00020'>⚠ {html.escape(str(e))}</span>"
         return None
@@ -282,6 +321,7 @@ def refresh(self: EmotionControlUI, change=None):
     self.mixture.value = "label from the reference: " if src.get("emo_labs") == "reference" else "model gets: "
     self.mixture.value += "<b>" + format_mixture(labs[0].cpu(), self.t2s.emotions) + "</b>" if labs is not None else ""
     self.factor_source.value = "<small>" + ("not overridden: " + describe_sources(src, self.t2s.factor_names)
+                                            + self._ref_scaling(req)
                                             if c.emo_feats is not None else "this model takes no prosody factors"
                                             ) + "</small>"
     for f, v in zip(self.t2s.factor_names, c.emo_feats[0].tolist() if c.emo_feats is not None else []):
@@ -307,7 +347,8 @@ def measure(self: EmotionControlUI, out: Synthesis) -> dict:
     factors = np.full(len(names), np.nan, np.float32)
     if len(out.wav) < P.n_fft: return dict(times=np.zeros(0), f0=np.zeros(0), factors=factors)
     tr = P.frames(out.wav)
-    if self.t2s.normalizer is not None: factors = self.t2s.measure_factors(out.wav, out.text)[0]
+    if self.t2s.normalizer is not None:
+        factors = self.t2s.measure_factors(out.wav, out.text, speaker=out.conditioning.get("speaker"))[0]
     return dict(times=np.arange(len(tr["f0"])) * P.hop_length / P.fs, f0=np.where(tr["voiced"], tr["f0"], np.nan),
                 factors=factors)
 
@@ -398,6 +439,8 @@ def synthesize(self: EmotionControlUI) -> Synthesis | None:
         return None
     finally: self.button.disabled = False
     notes = list(dict.fromkeys(str(w.message) for w in caught))       # `Text2Speech` says when there was no stop
-    self.status.value = (f"<span style='color:#1b5e20'>✓ {out.duration:.2f} s, {len(out.feat_gen)} frames</span>"
+    voice = f", voice {out.conditioning['speaker']}" if out.conditioning.get("speaker") else ""
+    self.status.value = (f"<span style='color:#1b5e20'>✓ {out.duration:.2f} s, {len(out.feat_gen)} frames"
+                         f"{voice}</span>"
                          + "".join(f"<br><span style='color:#a65e00'>⚠ {html.escape(n)}</span>" for n in notes))
     return out
