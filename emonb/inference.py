@@ -19,6 +19,7 @@ from .feats.prosody import FACTOR_NAMES, ProsodyFactors, ProsodyNormalizer, coun
 from .model import Conditioning
 from .task import TTSTask
 from .vocoder import Spectrogram2Wav
+from .emotion import load_speaker_id
 
 # %% auto #0
 __all__ = ['MODEL_PREFERENCE', 'find_model_file', 'Text2Speech', 'Synthesis', 'split_text', 'file_sha256', 'check_checksums',
@@ -211,17 +212,37 @@ def predict_factors(self: Text2Speech, emo_labs) -> np.ndarray:
 
 # %% ../nbs/14_inference.ipynb #f98e61d7
 @patch
+def speaker_embedding(self: Text2Speech, audio) -> np.ndarray:
+    "The mean (re-normalised) embedding of one recording or a list of recordings of a voice (the run's classifier)."
+    path = getattr(self.args, "spk_embed_model", None)
+    if path is None: raise ValueError("this run has no speaker classifier (spk_embed_model) to embed recordings with")
+    if self.__dict__.get("_spk_encoder") is None: self._spk_encoder = load_speaker_id(path)
+    items = audio if isinstance(audio, list) else [audio]
+    embs = torch.cat([self._spk_encoder.embed(self.load_ref_audio(a)) for a in items])
+    return torch.nn.functional.normalize(embs.mean(0), dim=0).numpy()
+
+@patch
+def _spembs(self: Text2Speech, spembs, ref):
+    "An embedding as given; recordings (paths, `(wav, sr)`) embedded; else the reference's voice, if the model needs one."
+    if spembs is None: return self.speaker_embedding(ref) if ref is not None and self.model.spk_embed_dim else None
+    recording = lambda x: isinstance(x, (str, Path)) or (isinstance(x, tuple) and len(x) == 2)
+    if recording(spembs) or (isinstance(spembs, list) and spembs and all(map(recording, spembs))):
+        return self.speaker_embedding(spembs)
+    return spembs
+
+# %% ../nbs/14_inference.ipynb #9f5fac5a
+@patch
 @torch.no_grad()
 def conditioning(self: Text2Speech, ref_audio=None, emo_labs=None, emo_feats=None, emo_feats_delta=None,
                  intensity: float = 1.0, ref_text: str | None = None, sids=None, spembs=None,
                  ref_spk: str | None = None) -> Conditioning:
     ("One request as the model takes it (`EmoTTSModel.condition`), the reference read and measured here (its "
-     "factors scaled as `ref_spk`'s, the voice that recorded it).")
+     "factors scaled as `ref_spk`'s, the voice that recorded it); `spembs`: an embedding or recordings of the voice.")
     ref = None if ref_audio is None else self.load_ref_audio(ref_audio)
     measure = ref is not None and self.model.prosody_dim and self.normalizer is not None
     return self.model.condition(1, emo_labs, emo_feats, ref, intensity=intensity, emo_feats_delta=emo_feats_delta,
                                 ref_factors=self.measure_factors(ref, ref_text, speaker=ref_spk)[0] if measure else None,
-                                sids=sids, spembs=spembs)
+                                sids=sids, spembs=self._spembs(spembs, ref))
 
 # %% ../nbs/14_inference.ipynb #8ead6741
 @patch

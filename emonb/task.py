@@ -16,7 +16,7 @@ from .data.dataset import EmoDataset, EmoPreprocessor, EMOTIONS, collate, write_
 from .data.sampler import BATCH_TYPES, build_batch_sampler, SequenceIterFactory
 from .feats.mel import LogMelFbank, GlobalMVN, collect_stats
 from .feats.prosody import make_emo_feats, ProsodyFactors
-from .emotion import ProsodySER, MelSER, load_emotion_model
+from .emotion import ProsodySER, MelSER, load_emotion_model, train_speaker_id, load_speaker_id, extract_spembs
 from .models.tacotron2 import Tacotron2Controllable
 from .model import EmoTTSModel, ProsodyExtract
 
@@ -147,6 +147,9 @@ def _data_arguments(cls: TTSTask, p):
                        help="a Kaldi dir (wav.scp text utt2emo), instead of the triples")
         g.add_argument(f"--{m}_emo_feats", type=str_or_none, default=None,
                        help="prosody factor file of this split (csv_float or .npy)")
+        g.add_argument(f"--{m}_spembs", type=str_or_none, default=None,
+                       help="speaker embeddings of this split for tts_conf spk_embed_dim: utt2embedding or "
+                            "spk2embedding (text_float; made by prepare_features if missing)")
         g.add_argument(f"--{m}_shape_file", type=str, action="append", default=[],
                        help="shape file(s); the first sorts the batches")
     g.add_argument("--token_list", type=str_or_none, default=None, help="token list file (or a list in YAML)")
@@ -154,6 +157,9 @@ def _data_arguments(cls: TTSTask, p):
     g.add_argument("--cleaner", type=str_or_none, default="english", help="text cleaner (emonb.data.text.CLEANERS)")
     g.add_argument("--emotions", type=str, nargs="+", default=list(EMOTIONS),
                    help="emotion names, in soft-label order")
+    g.add_argument("--spk_embed_model", type=str_or_none, default=None,
+                   help="speaker classifier (emonb.emotion.SpeakerID) that makes the speaker embeddings "
+                        "(default: trained on the training data by prepare_features)")
     g.add_argument("--speakers", type=str, nargs="+", default=None,
                    help="speaker names (utt2spk) in speaker-id order, for tts_conf spks (default: the training "
                         "set's speakers, sorted)")
@@ -257,9 +263,10 @@ def build_dataset(cls: TTSTask, args, mode: str = "train", preprocess: bool = Tr
     token_list = cls.token_list(args) if preprocess else None
     if d is not None:
         spk = getattr(args, "speakers", None) if preprocess and (args.tts_conf or {}).get("spks") else None
+        emb = getattr(args, f"{mode}_spembs", None) if preprocess else None
         ds = EmoDataset.from_dir(d, token_list=token_list, emotions=args.emotions, feats=feats_file, fs=fs,
                                  resample=args.resample, cleaner=args.cleaner, token_type=args.token_type,
-                                 speakers=spk)
+                                 speakers=spk, spembs=emb)
         if not preprocess: ds.preprocess = None
         return ds
     if feats_file is not None and not any(n == "emo_feats" for _, n, _ in triples):
@@ -293,12 +300,35 @@ def _fill_speakers(cls: TTSTask, args) -> dict:
 
 # %% ../nbs/11_task.ipynb #f8d7845a
 @patch(cls_method=True)
+def _make_spembs(cls: TTSTask, args, out: Path, force: bool = False, progress: bool = False) -> dict:
+    "Write the speaker embeddings of each split with the run's speaker classifier, for tts_conf spk_embed_dim."
+    dim = (args.tts_conf or {}).get("spk_embed_dim")
+    splits = [m for m in ("train", "valid") if getattr(args, f"{m}_data_dir") and
+              (force or getattr(args, f"{m}_spembs") is None)]
+    if not dim or not splits: return {}
+    done = {}
+    if args.spk_embed_model is None:
+        done["spk_embed_model"] = args.spk_embed_model = str(out/"spembs"/"speaker_id.pt")
+        train_speaker_id(args.train_data_dir, args.valid_data_dir or args.train_data_dir, args.spk_embed_model,
+                         seed=args.seed, progress=progress)
+    enc = load_speaker_id(args.spk_embed_model)
+    if enc.embed_dim != dim:
+        raise ValueError(f"{args.spk_embed_model} makes {enc.embed_dim}-dim speaker embeddings but tts_conf "
+                         f"spk_embed_dim is {dim}")
+    for m in splits:
+        files = extract_spembs(enc, getattr(args, f"{m}_data_dir"), out/"spembs"/m)
+        setattr(args, f"{m}_spembs", str(files["spk2embedding"]))
+        done[f"{m}_spembs"] = str(files["spk2embedding"])
+    return done
+
+# %% ../nbs/11_task.ipynb #04679aa5
+@patch(cls_method=True)
 def prepare_features(cls: TTSTask, args, force: bool = False, progress: bool = False) -> dict:
     ("Make the token list, mel statistics and prosody-factor files that `args` needs and lacks; "
      "update `args` to use them.")
     out = Path(args.stats_dir or (Path(args.output_dir)/"stats" if args.output_dir else None) or "")
     if not str(out) or str(out) == ".": raise ValueError("prepare_features needs --stats_dir or --output_dir")
-    done = cls._fill_speakers(args)
+    done = {**cls._fill_speakers(args), **cls._make_spembs(args, out, force, progress)}
     if args.token_list is None or force:
         raw = cls.build_dataset(args, "train", preprocess=False)
         texts = {u: raw.load(u, ["text"])["text"] for u in raw.keys()}
