@@ -24,12 +24,13 @@ from .feats.prosody import FACTOR_NAMES, ProsodyNormalizer, extract_prosody
 # %% auto #0
 __all__ = ['emotion_models', 'FORMAT', 'JUDGE_ENCODER_CONF', 'SPEAKER_ENCODER_CONF', 'check_vectors', 'EmotionModule',
            'ProsodySER', 'Emo2Prosody', 'MaskedBatchNorm2d', 'StyleTokenLayer', 'ReferenceEncoder', 'check_lengths',
-           'MelSER', 'save_emotion_model', 'load_emotion_model', 'prosody_split', 'fit_epochs', 'train_prosody_ser',
-           'ser_scores', 'predict_prosody_ser', 'train_emo2prosody', 'emo2prosody_mae', 'per_utterance',
-           'predict_mel_ser', 'fit_mel_classifier', 'train_mel_ser', 'default_judge_path', 'train_judge', 'load_judge',
-           'utterance_cmn', 'speed_perturbed_name', 'speaker_classes', 'SpeakerID', 'load_speaker_id',
-           'speaker_dataset', 'speed_perturb_dir', 'predict_speaker_id', 'train_speaker_id', 'write_text_float',
-           'extract_spembs', 'default_speaker_judge_path', 'train_speaker_judge', 'load_speaker_judge']
+           'MelSER', 'save_emotion_model', 'load_emotion_model', 'prosody_split', 'fit_split', 'scale_split',
+           'fit_epochs', 'train_prosody_ser', 'ser_scores', 'predict_prosody_ser', 'train_emo2prosody',
+           'emo2prosody_mae', 'per_utterance', 'predict_mel_ser', 'fit_mel_classifier', 'train_mel_ser',
+           'default_judge_path', 'train_judge', 'load_judge', 'utterance_cmn', 'speed_perturbed_name',
+           'speaker_classes', 'SpeakerID', 'load_speaker_id', 'speaker_dataset', 'speed_perturb_dir',
+           'predict_speaker_id', 'train_speaker_id', 'write_text_float', 'extract_spembs', 'default_speaker_judge_path',
+           'train_speaker_judge', 'load_speaker_judge']
 
 # %% ../nbs/07_emotion.ipynb #8a9fe33f
 def _who(uids, i: int) -> str:
@@ -332,7 +333,10 @@ def _plain(obj, where: str):
 # %% ../nbs/07_emotion.ipynb #dcc7f206
 def _normalizer_dict(nm: ProsodyNormalizer) -> dict:
     return dict(lo=nm.lo.tolist(), hi=nm.hi.tolist(), names=list(nm.names), percentiles=list(nm.percentiles),
-                count=nm.count)
+                count=nm.count, speakers={s: _normalizer_dict(n) for s, n in nm.speakers.items()})
+
+def _normalizer_from(d: dict) -> ProsodyNormalizer:
+    return ProsodyNormalizer(**{**d, "speakers": {s: _normalizer_from(x) for s, x in d.get("speakers", {}).items()}})
 
 # %% ../nbs/07_emotion.ipynb #406280f8
 def save_emotion_model(model: nn.Module, path, meta: dict | None = None) -> Path:
@@ -375,7 +379,7 @@ def load_emotion_model(path, map_location="cpu") -> nn.Module:
     if isinstance(model, EmotionModule):
         model.meta = meta
         if meta.get("emotions"): model.emotions = list(meta["emotions"])
-        if meta.get("prosody_normalizer"): model.normalizer = ProsodyNormalizer(**meta["prosody_normalizer"])
+        if meta.get("prosody_normalizer"): model.normalizer = _normalizer_from(meta["prosody_normalizer"])
     return model.to(map_location).eval()
 
 # %% ../nbs/07_emotion.ipynb #6fe49441
@@ -392,8 +396,8 @@ def prosody_split(data_dir, emotions=EMOTIONS, normalizer: ProsodyNormalizer | N
     uids = ds.keys()
     labels = _labels(ds)
     out = dict(uids=uids, factors=np.stack([raw[u] for u in uids]), labels=labels, emotions=list(emotions),
-               data_dir=str(data_dir))
-    if normalizer is not None: out["normalized"] = normalizer.transform(out["factors"])
+               data_dir=str(data_dir), speakers=[(ds.utt2spk or {}).get(u) for u in uids])
+    if normalizer is not None: out["normalized"] = scale_split(normalizer, out)
     return out
 
 # %% ../nbs/07_emotion.ipynb #774060d2
@@ -406,6 +410,19 @@ def _where(p) -> str:
 # %% ../nbs/07_emotion.ipynb #25bf5588
 def _as_split(data, emotions=EMOTIONS) -> dict:
     return data if isinstance(data, dict) else prosody_split(data, emotions)
+
+def _speakers_of(split: dict) -> list:
+    return split.get("speakers") or [None] * len(split["uids"])
+
+def fit_split(split: dict, percentiles=(1.0, 99.0)) -> ProsodyNormalizer:
+    "A `ProsodyNormalizer` fitted on a `prosody_split`'s raw factors, per speaker when it knows them."
+    spk = _speakers_of(split)
+    return ProsodyNormalizer.fit(dict(zip(split["uids"], split["factors"])), percentiles,
+                                 utt2spk=dict(zip(split["uids"], spk)) if all(spk) else None)
+
+def scale_split(nm: ProsodyNormalizer, split: dict) -> np.ndarray:
+    "A `prosody_split`'s factors scaled to [0, 1], each utterance as its speaker's (corpus-wide if unknown)."
+    return np.stack([nm.for_speaker(s).transform(f) for f, s in zip(split["factors"], _speakers_of(split))])
 
 # %% ../nbs/07_emotion.ipynb #6280b446
 def fit_epochs(model, opt, epochs: int, batches, batch_loss, validate, progress: bool = False) -> dict:
@@ -458,8 +475,8 @@ def train_prosody_ser(train, valid, out_file=None, emotions=EMOTIONS, normalizer
      "save to `out_file` if given.")
     set_seed(seed)
     tr, va = _as_split(train, emotions), _as_split(valid, emotions)
-    nm = normalizer or ProsodyNormalizer.fit(tr["factors"])
-    X, Xv = (torch.from_numpy(nm.transform(s["factors"])) for s in (tr, va))
+    nm = normalizer or fit_split(tr)
+    X, Xv = (torch.from_numpy(scale_split(nm, s)) for s in (tr, va))
     Y, Yv = (torch.from_numpy(s["labels"]).float() for s in (tr, va))
     model = ProsodySER(len(emotions), X.shape[1], hidden, n_layers, dropout)
     loss = lambda m, x, y: F.cross_entropy(m.logits(x), y)
@@ -492,7 +509,7 @@ def predict_prosody_ser(model: ProsodySER, data, emotions=None) -> dict:
     if model.normalizer is None:
         raise ValueError("this ProsodySER has no normaliser; train it with train_prosody_ser or load it from a file")
     s = _as_split(data, emotions or model.emotions)
-    probs = model.eval()(model.normalizer.transform(s["factors"]), uids=s["uids"]).cpu().numpy()
+    probs = model.eval()(scale_split(model.normalizer, s), uids=s["uids"]).cpu().numpy()
     return dict(uids=s["uids"], probs=probs, labels=s["labels"], **ser_scores(probs, s["labels"]))
 
 # %% ../nbs/07_emotion.ipynb #e7233097
@@ -509,9 +526,9 @@ def train_emo2prosody(train, valid, out_file=None, emotions=EMOTIONS, normalizer
      "save if `out_file`.")
     set_seed(seed)
     tr, va = _as_split(train, emotions), _as_split(valid, emotions)
-    nm = normalizer or ProsodyNormalizer.fit(tr["factors"])
+    nm = normalizer or fit_split(tr)
     X, Xv = (torch.from_numpy(s["labels"]).float() for s in (tr, va))
-    Y, Yv = (torch.from_numpy(nm.transform(s["factors"])) for s in (tr, va))
+    Y, Yv = (torch.from_numpy(scale_split(nm, s)) for s in (tr, va))
     model = Emo2Prosody(len(emotions), Y.shape[1], hidden)
     hist = _fit(model, X, Y, Xv, Yv, lambda m, x, y: F.mse_loss(m(x), y),
                 lambda m, x, y: (m(x) - y).abs().mean().item(),
@@ -529,10 +546,10 @@ def emo2prosody_mae(model: Emo2Prosody, data, emotions=None) -> dict:
      "and in factor units (`units`).")
     s = _as_split(data, emotions or model.emotions)
     pred = model.eval()(s["labels"], uids=s["uids"]).cpu().numpy()
-    names = model.normalizer.names
-    return dict(norm=dict(zip(names, np.abs(pred - model.normalizer.transform(s["factors"])).mean(0).tolist())),
-                units=dict(zip(names,
-                               np.abs(model.normalizer.inverse_transform(pred) - s["factors"]).mean(0).tolist())))
+    nm, names = model.normalizer, model.normalizer.names
+    units = np.stack([nm.for_speaker(spk).inverse_transform(p) for p, spk in zip(pred, _speakers_of(s))])
+    return dict(norm=dict(zip(names, np.abs(pred - scale_split(nm, s)).mean(0).tolist())),
+                units=dict(zip(names, np.abs(units - s["factors"]).mean(0).tolist())))
 
 # %% ../nbs/07_emotion.ipynb #29a58bc5
 def _batches(ds: EmoDataset, work_dir: Path, batch_size: int, name: str):
@@ -611,6 +628,24 @@ def default_judge_path() -> Path:
     return data_samples_dir()/"models"/"judge_melser.pt"
 
 # %% ../nbs/07_emotion.ipynb #57a944ed
+def _save_judge(model, report: dict, eval_dir, out_file, role: str):
+    "Note a judge's accuracy on `eval_dir` and its role (`judge`, `speaker judge`), write it to `out_file`."
+    model.meta.update(eval_accuracy=report["accuracy"], eval_confusion=report["confusion"].tolist(),
+                      eval_dir=_where(eval_dir), role=role, trained_by=f"emonb.emotion.train_{role.replace(' ', '_')}")
+    save_emotion_model(model, out_file)
+    return model
+
+def _judge_file(path, default: Path, role: str) -> Path:
+    "`path` (default: the committed file) if it exists, else an error naming the recipe."
+    path = Path(path) if path is not None else default
+    if not path.exists():
+        fn = f"train_{role.replace(' ', '_')}"
+        raise FileNotFoundError(f"{path}: {role} not found; regenerate it with "
+                                f"emonb.data.corpus.make_judge_corpus(dir) and emonb.emotion.{fn}(dir, out_file="
+                                f"{str(path)!r})")
+    return path
+
+# %% ../nbs/07_emotion.ipynb #8caab0da
 def train_judge(corpus_dir, out_file=None, eval_dir=None, seed: int = 0, epochs: int = 15, dropout: float = 0.3,
                 progress: bool = False) -> MelSER:
     ("Train the judge `MelSER` on `corpus_dir/{train,dev}` (`make_judge_corpus`), report its accuracy on `eval_dir` "
@@ -619,19 +654,12 @@ def train_judge(corpus_dir, out_file=None, eval_dir=None, seed: int = 0, epochs:
     out_file = Path(out_file) if out_file is not None else default_judge_path()
     model = train_mel_ser(corpus_dir/"train", corpus_dir/"dev", None, encoder_conf=JUDGE_ENCODER_CONF,
                           dropout=dropout, epochs=epochs, seed=seed, progress=progress)
-    r = predict_mel_ser(model, eval_dir)
-    model.meta.update(eval_accuracy=r["accuracy"], eval_confusion=r["confusion"].tolist(), eval_dir=_where(eval_dir))
-    model.meta.update(role="judge", trained_by="emonb.emotion.train_judge")
-    save_emotion_model(model, out_file)
-    return model
+    return _save_judge(model, predict_mel_ser(model, eval_dir), eval_dir, out_file, "judge")
 
-# %% ../nbs/07_emotion.ipynb #8caab0da
+# %% ../nbs/07_emotion.ipynb #fc9c2cac
 def load_judge(path=None, map_location="cpu") -> MelSER:
     "The judge `MelSER` (default: the committed `data_samples/models/judge_melser.pt`), in eval mode."
-    path = Path(path) if path is not None else default_judge_path()
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: judge model not found; "
-                                f"regenerate it with emonb.emotion.train_judge(out_file={str(path)!r})")
+    path = _judge_file(path, default_judge_path(), "judge")
     model = load_emotion_model(path, map_location)
     if not isinstance(model, MelSER):
         raise ValueError(f"{path}: a judge must be a MelSER, found {type(model).__name__}")
@@ -841,16 +869,8 @@ def train_speaker_judge(corpus_dir, out_file=None, eval_dir=None, seed: int = 0,
     corpus_dir, eval_dir = Path(corpus_dir), Path(eval_dir) if eval_dir is not None else data_samples_dir()/"eval"
     out_file = Path(out_file) if out_file is not None else default_speaker_judge_path()
     model, _ = train_speaker_id(corpus_dir/"train", corpus_dir/"dev", epochs=epochs, seed=seed, progress=progress)
-    r = predict_speaker_id(model, eval_dir)
-    model.meta.update(eval_accuracy=r["accuracy"], eval_confusion=r["confusion"].tolist(), eval_dir=_where(eval_dir))
-    model.meta.update(role="speaker judge", trained_by="emonb.emotion.train_speaker_judge")
-    save_emotion_model(model, out_file)
-    return model
+    return _save_judge(model, predict_speaker_id(model, eval_dir), eval_dir, out_file, "speaker judge")
 
 def load_speaker_judge(path=None, map_location="cpu") -> SpeakerID:
     "The speaker judge (default: the committed `data_samples/models/judge_speaker.pt`), in eval mode."
-    path = Path(path) if path is not None else default_speaker_judge_path()
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: speaker judge not found; "
-                                f"regenerate it with emonb.emotion.train_speaker_judge(out_file={str(path)!r})")
-    return load_speaker_id(path, map_location).eval()
+    return load_speaker_id(_judge_file(path, default_speaker_judge_path(), "speaker judge"), map_location).eval()

@@ -280,7 +280,9 @@ def intelligibility_report(t2s: Text2Speech, eval_dir, train_dir=None, max_train
     asr, out, given = recognizer or Recognizer(), {}, train_dir is not None
     train_dir, k = train_dir or getattr(t2s.args, "train_data_dir", None), recordings_per_sentence
     options, spk = {**options, **voice_kwargs(speaker)}, dict(speaker=speaker)
-    if train_dir and (Path(train_dir)/"wav.scp").exists():
+    voiced = speaker is None or (train_dir and (Path(train_dir)/"wav.scp").exists()
+                                 and speaker in {r.get("speaker") for r in read_data_dir(train_dir).values()})
+    if train_dir and (Path(train_dir)/"wav.scp").exists() and voiced:         # (a voice training did not have: none)
         out["train"] = intelligibility(t2s, *sentence_recordings(train_dir, max_train_sentences, k, **spk), asr,
                                        **options)
     elif given:
@@ -409,8 +411,10 @@ def evaluate_model(t2s, data_dir=None, out_dir="eval", judge=None, max_utts: int
     curves = intensity_curves(t2s, texts, intensities=intensities, judge=judge, **options) if intensities else {}
     if curves: _plot_intensity(curves, out_dir/"intensity.png")
     set_seed(seed)
-    iq = (intelligibility_report(t2s, data_dir, train_dir, max_train_sentences, batch_size=batch_size, **options)
-          if intelligibility else {})
+    iq = {v: intelligibility_report(t2s, data_dir, train_dir, max_train_sentences, batch_size=batch_size, speaker=v,
+                                    **options) for v in voices(t2s)} if intelligibility else {}
+    by_voice = {v: float(np.mean([r["emotion"] == r["judge"] for r in recs if r["speaker"] == v]))
+                for v in t2s.speakers if any(r["speaker"] == v for r in recs)}
     m = dict(model=str(getattr(t2s, "model_file", "")), data_dir=str(data_dir), n_utts=len(recs),
              mcd=_nanmean([r["mcd"] for r in recs]), mcd_std=float(np.nanstd([r["mcd"] for r in recs])),
              f0_rmse=_nanmean([r["f0_rmse"] for r in recs]), f0_bias=_nanmean([r["f0_bias"] for r in recs]),
@@ -419,9 +423,12 @@ def evaluate_model(t2s, data_dir=None, out_dir="eval", judge=None, max_utts: int
              judge_accuracy=acc, judge_confusion=conf.tolist(), emotions=list(E),
              control={f: {k: c[k] for k in ("values", "measured_mean", "spearman", "pearson", "spearman_per_text")}
                       for f, c in control.items()},
-             intensity=curves, control_texts=texts, intelligibility=iq, options={k: v for k, v in options.items()})
+             intensity=curves, control_texts=texts, intelligibility=iq.get(None, {}),
+             options={k: v for k, v in options.items()})
+    if t2s.speakers: m.update(intelligibility_by_voice=iq, judge_accuracy_by_voice=by_voice)
     m["f0_rmse_cents"] = m["f0_rmse"] * 1200 / math.log(2)
-    m["goals"] = {**iq.get("goals", {}), "judge_accuracy >= 0.95": acc >= 0.95,
+    m["goals"] = {**{(f"{v}: " if v else "") + g: ok for v, r in iq.items() for g, ok in r.get("goals", {}).items()},
+                  "judge_accuracy >= 0.95": acc >= 0.95,
                   **{f"control spearman {f} >= 0.95": bool(c["spearman"] >= 0.95) for f, c in control.items()},
                   "intensity monotone (pitch follows the label)":
                       bool(curves) and all(c["pitch_monotone"] for c in curves.values()),
@@ -450,8 +457,10 @@ def format_report(m: dict) -> str:
               for k, v in m["intensity"].items()]
     lines += [f"| intensity -> judge P({k}): Spearman, monotone | {f(v['spearman'])}, {v['monotone']} |"
               for k, v in m["intensity"].items()]
-    if m.get("intelligibility"):
-        lines += ["", "Intelligibility (words first):", "", format_intelligibility(m["intelligibility"])]
+    lines += [f"| judge accuracy, voice {v} | {f(a)} |" for v, a in m.get("judge_accuracy_by_voice", {}).items()]
+    iq = m.get("intelligibility_by_voice") or ({"": m["intelligibility"]} if m.get("intelligibility") else {})
+    for v, r in iq.items():
+        lines += ["", f"Intelligibility (words first){', voice ' + v if v else ''}:", "", format_intelligibility(r)]
     lines += ["", "Goals: " + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in m["goals"].items())]
     return "\n".join(lines)
 
@@ -531,16 +540,17 @@ def _transfer_goals(cells: dict, held: list, seen: list, cer: dict) -> dict:
     out = {f"seen cells: emotion judge >= {g['seen_emotion']}": acc(seen, "emotion_accuracy") >= g["seen_emotion"]}
     for c in held:
         x = cells[name(c)]["label"]
-        out[f"{name(c)} (held out): emotion judge >= {g['heldout_emotion']}"] = x["emotion_accuracy"] >= g["heldout_emotion"]
-        out[f"{name(c)} (held out): speaker judge >= {g['heldout_speaker']}"] = x["speaker_accuracy"] >= g["heldout_speaker"]
+        held = f"{name(c)} (held out)"
+        out[f"{held}: emotion judge >= {g['heldout_emotion']}"] = x["emotion_accuracy"] >= g["heldout_emotion"]
+        out[f"{held}: speaker judge >= {g['heldout_speaker']}"] = x["speaker_accuracy"] >= g["heldout_speaker"]
         r = cer.get(name(c))
-        if r: out[f"{name(c)} (held out): CER <= {g['heldout_cer']}x ceiling"] = r["label"] <= g["heldout_cer"] * r["ceiling"]
+        if r: out[f"{held}: CER <= {g['heldout_cer']}x ceiling"] = r["label"] <= g["heldout_cer"] * r["ceiling"]
     return out
 
 # %% ../nbs/15_evaluate.ipynb #8d6f4838
 def transfer_report(t2s: Text2Speech, eval_dir, train_dir=None, judge=None, speaker_judge=None,
                     recognizer: Recognizer | None = None, heldout=None, syntheses: dict | None = None,
-                    batch_size: int = 8, **options) -> dict:
+                    batch_size: int = 8, max_texts: int | None = None, **options) -> dict:
     ("Every voice x emotion cell of `eval_dir` synthesised and judged (emotion and speaker), beside its recordings; "
      "held-out cells also by another voice's reference, with CER.")
     if not t2s.speakers: raise ValueError("transfer_report needs a model with several voices (tts_conf spks)")
@@ -552,27 +562,28 @@ def transfer_report(t2s: Text2Speech, eval_dir, train_dir=None, judge=None, spea
     cells = sorted(c for c in data_cells(eval_dir) if c[0] in t2s.speakers and c[1] in t2s.emotions)
     held, seen = [c for c in cells if c not in seen_cells], [c for c in cells if c in seen_cells]
     hrows = read_data_dir(heldout_dir() if heldout is None else heldout) if heldout != "" else {}
-    want = _cell_texts(rows, cells)
-    for c, ts in _cell_texts(hrows, held).items(): want[c] += [t for t in ts if t not in want[c]]
+    want = {c: ts[:max_texts] for c, ts in _cell_texts(rows, cells).items()}
+    for c, ts in _cell_texts(hrows, held).items(): want[c] += [t for t in ts[:max_texts] if t not in want[c]]
     syn = _synth_cells(t2s, want, syntheses, batch_size, **options)
     flat = [(c, w) for c in cells for w in syn[c].values()]
     by_label = judge_cells([w for _, w in flat], [c for c, _ in flat], judge, speaker_judge)
-    recs = [(c, r) for r in [*rows.values(), *hrows.values()] for c in cells if (r.get("speaker"), r["emotion"]) == c]
+    recs = [(c, r) for r in [*rows.values(), *hrows.values()] for c in cells
+            if (r.get("speaker"), r["emotion"]) == c and r["text"] in want[c]]
     rec_wavs = [load_audio(r["wav"], t2s.fs) for _, r in recs]
     ceiling = judge_cells(rec_wavs, [c for c, _ in recs], judge, speaker_judge) if recs else {}
     out = {" ".join(c): dict(seen=c in seen_cells, label=by_label[" ".join(c)], recordings=ceiling.get(" ".join(c)))
            for c in cells}
     cer = {}
     for c in held:
-        name, refs = " ".join(c), _references(rows, c, _cell_texts(rows, [c])[c], seen_cells)
-        texts = [t for t in _cell_texts(rows, [c])[c]][:len(refs)]
+        texts = _cell_texts(rows, [c])[c][:max_texts]
+        name, refs = " ".join(c), _references(rows, c, texts, seen_cells)
         if refs:
             outs = t2s.synthesize_batch(texts, ref_audio=[w for w, _ in refs], ref_text=texts,
                                         ref_spk=[s for _, s in refs], sids=c[0], **options)
             out[name]["reference"] = judge_cells([o.wav for o in outs], [c] * len(outs), judge, speaker_judge)[name]
             out[name]["reference"]["references"] = sorted({s for _, s in refs})
             out[name]["reference_cer"] = error_rates(texts, asr.transcribe([o.wav for o in outs], t2s.fs))["cer"]
-        mine = [(r["text"], w) for (cc, r), w in zip(recs, rec_wavs) if cc == c]
+        mine = [(r["text"], w) for (cc, r), w in zip(recs, rec_wavs) if cc == c and r["text"] in syn[c]]
         cer[name] = dict(label=error_rates(list(syn[c]), asr.transcribe(list(syn[c].values()), t2s.fs))["cer"],
                          ceiling=error_rates([t for t, _ in mine],
                                              asr.transcribe([vocode(t2s, w) for _, w in mine], t2s.fs))["cer"]
@@ -597,6 +608,8 @@ def format_transfer(tr: dict) -> str:
                      f"| {f(cer, 'label')} / {f(cer, 'reference')} / {f(cer, 'ceiling')} |")
     notes = "; ".join(f"{g}: {'met' if ok else 'NOT met'}" for g, ok in tr["goals"].items())
     return "\n".join(lines + ["", f"Judges: MelSER (emotion), SpeakerID (voice). {notes}"])
+
+
 
 # %% ../nbs/15_evaluate.ipynb #151182cd
 def mean_f0(wav, fs: int, prosody=None) -> float:

@@ -223,7 +223,8 @@ def speaker_embedding(self: Text2Speech, audio) -> np.ndarray:
 
 @patch
 def _spembs(self: Text2Speech, spembs, ref):
-    "An embedding as given; recordings (paths, `(wav, sr)`) embedded; else the reference's voice, if the model needs one."
+    ("An embedding as given; recordings (paths, `(wav, sr)`) embedded; else the reference's voice, if the model "
+     "needs one.")
     if spembs is None: return self.speaker_embedding(ref) if ref is not None and self.model.spk_embed_dim else None
     recording = lambda x: isinstance(x, (str, Path)) or (isinstance(x, tuple) and len(x) == 2)
     if recording(spembs) or (isinstance(spembs, list) and spembs and all(map(recording, spembs))):
@@ -240,9 +241,9 @@ def conditioning(self: Text2Speech, ref_audio=None, emo_labs=None, emo_feats=Non
      "factors scaled as `ref_spk`'s, the voice that recorded it); `spembs`: an embedding or recordings of the voice.")
     ref = None if ref_audio is None else self.load_ref_audio(ref_audio)
     measure = ref is not None and self.model.prosody_dim and self.normalizer is not None
+    factors = self.measure_factors(ref, ref_text, speaker=ref_spk)[0] if measure else None
     return self.model.condition(1, emo_labs, emo_feats, ref, intensity=intensity, emo_feats_delta=emo_feats_delta,
-                                ref_factors=self.measure_factors(ref, ref_text, speaker=ref_spk)[0] if measure else None,
-                                sids=sids, spembs=self._spembs(spembs, ref))
+                                ref_factors=factors, sids=sids, spembs=self._spembs(spembs, ref))
 
 # %% ../nbs/14_inference.ipynb #8ead6741
 @patch
@@ -433,7 +434,7 @@ def __call__(self: Text2Speech, text: str, ref_audio=None, emo_labs=None, emo_fe
     if not isinstance(text, str):
         raise TypeError(f"text must be a str (use synthesize_batch for several), got {type(text).__name__}")
     request = (ref_audio, emo_labs, emo_feats, emo_feats_delta, intensity, ref_text, match_energy)
-    options.update(sids=sids, spembs=spembs, ref_spk=ref_spk)
+    options.update(sids=sids, spembs=None if spembs is None else self._spembs(spembs, None), ref_spk=ref_spk)
     pieces = split_text(text, max_chars) if len(text) > max_chars else [text]
     if len(pieces) == 1: return self.synthesize_batch([text], *request, **options)[0]
     parts = [o for i in range(0, len(pieces), batch_size)

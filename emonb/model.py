@@ -73,7 +73,7 @@ class EmoTTSModel(nn.Module):
         if n and len(self.emotions) != n:
             raise ValueError(f"tts is conditioned on {n} emotions (n_emotions) but {len(self.emotions)} are named: "
                              f"{self.emotions}")
-        self.speakers = self._speaker_names(speakers)        # the names of the speaker-id rows (the config's `speakers`)
+        self.speakers = self._speaker_names(speakers)   # the names of the speaker-id rows (the config's `speakers`)
         if emo_classifier is not None:
             emo_classifier.requires_grad_(False).eval()
             n = getattr(emo_classifier, "n_emotions", None)

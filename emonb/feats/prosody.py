@@ -247,7 +247,8 @@ def fit(cls: ProsodyNormalizer, feats, percentiles=(1.0, 99.0), names=FACTOR_NAM
         raise ValueError(f"fit: expected {len(names)} factors ({', '.join(names)}), found {X.shape[-1]}")
     if not np.isfinite(X).all(): raise ValueError("fit: training factors contain NaN or Inf")
     lo, hi = np.percentile(X, percentiles, axis=0)
-    return cls(lo, hi, names, percentiles, count=len(X), speakers=_fit_speakers(cls, feats, utt2spk, percentiles, names))
+    per = _fit_speakers(cls, feats, utt2spk, percentiles, names)
+    return cls(lo, hi, names, percentiles, count=len(X), speakers=per)
 
 # %% ../../nbs/06_feats.prosody.ipynb #c74c9da8
 @patch
@@ -301,8 +302,9 @@ def save(self: ProsodyNormalizer, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix != ".npz": raise ValueError(f"{path}: prosody statistics are saved as .npz")
     spk = list(self.speakers.values())
-    per = dict(speakers=np.array(list(self.speakers)), spk_lo=np.stack([n.lo for n in spk]),
-               spk_hi=np.stack([n.hi for n in spk]), spk_count=np.array([n.count for n in spk], np.int64)) if spk else {}
+    per = {} if not spk else dict(speakers=np.array(list(self.speakers)), spk_lo=np.stack([n.lo for n in spk]),
+                                  spk_hi=np.stack([n.hi for n in spk]),
+                                  spk_count=np.array([n.count for n in spk], np.int64))
     np.savez(path, names=np.array(self.names), lo=self.lo, hi=self.hi, percentiles=np.array(self.percentiles),
              count=np.array(self.count, dtype=np.int64), **per)
     return path
