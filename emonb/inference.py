@@ -502,7 +502,8 @@ def model_readme(run, model_file, t2s: Text2Speech, text: str = "") -> str:
     return "\n".join([f"# {Path(run).name}", "", text.strip(), "",
                       f"- weights: `{Path(model_file).name}` of run `{run}`; token type `{a.token_type}` "
                       f"({len(TTSTask.token_list(a))} tokens); emotions {list(a.emotions)}; "
-                      f"fusion `{a.tts_conf.get('fusion')}`",
+                      + (f"speakers {t2s.speakers} (speaker-id rows); " if t2s.speakers else "")
+                      + f"fusion `{a.tts_conf.get('fusion')}`",
                       f"- last epoch: `{last[0] if last else '?'}`",
                       "- load: `Text2Speech.from_pretrained(this_folder)`; fine-tune: "
                       "`--init_param this_folder/model.pth` with `--token_list this_folder/tokens.txt` and this "
