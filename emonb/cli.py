@@ -309,6 +309,22 @@ def default_eval_dir(args) -> Path | None:
     return Path(args.valid_data_dir) if args.valid_data_dir is not None else None
 
 # %% ../nbs/17_cli.ipynb #9d8477e5
+def _print_run(m: dict, out: Path):
+    "One line per voice of `evaluate_run`'s metrics: F0 by emotion, corpus order kept, CER against the ceiling."
+    per = m.get("voices") or {"": m}
+    iqs = m.get("intelligibility_by_voice") or {"": m.get("intelligibility") or {}}
+    print(f"focus rate {m['focus_rate']:.3f}; see {out/'report.md'}")
+    for v, x in per.items():
+        iq = {k: r for k, r in (iqs.get(v) or {}).items() if k != "goals"}
+        f0 = ", ".join(f"{e} {f:.0f} Hz" for e, f in x["f0_mean_hz"].items())
+        print((f"{v}: " if v else "") + f"mean F0 by emotion {f0}"
+              + f"; corpus order {'kept' if x['f0_order_matches'] else 'NOT kept'}"
+              + ("; CER / ceiling " + ", ".join(f"{k} {r['synthesis_all']['cer']:.2f} ({r['cer_to_ceiling']:.2f}x)"
+                                                 for k, r in iq.items()) if iq else ""))
+    if m.get("transfer"): print("goals: " + "; ".join(f"{g}: {'met' if ok else 'NOT met'}"
+                                                     for g, ok in m["transfer"]["goals"].items()))
+
+# %% ../nbs/17_cli.ipynb #00e1e7b9
 @subcommand("train", "train a model (TTSTask options, --config YAML), then synthesise and evaluate the eval sentences",
             passthrough=True)
 def train_cmd(args):
@@ -342,12 +358,7 @@ def train_cmd(args):
             return 0
         m = evaluate_run(out, eval_dir, model_file=out/post["synth_model"] if post["synth_model"] else None,
                          n_iter=post["griffin_lim_iters"], intelligibility=post["intelligibility"])
-        print(f"focus rate {m['focus_rate']:.3f}; mean F0 by emotion "
-              + ", ".join(f"{e} {v:.0f} Hz" for e, v in m["f0_mean_hz"].items())
-              + f"; corpus order {'kept' if m['f0_order_matches'] else 'NOT kept'}; see {out/'report.md'}")
-        iq = {k: v for k, v in m["intelligibility"].items() if k != "goals"}
-        if iq: print("CER of the synthesis / of the vocoded recordings (the ceiling): " + ", ".join(
-            f"{k} {r['synthesis_all']['cer']:.2f} ({r['cer_to_ceiling']:.2f}x)" for k, r in iq.items()))
+        _print_run(m, out)
     return 0
 
 # %% ../nbs/17_cli.ipynb #c8c70c8d
