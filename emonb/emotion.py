@@ -389,14 +389,15 @@ def _labels(ds: EmoDataset) -> np.ndarray:
 
 # %% ../nbs/07_emotion.ipynb #00264a27
 def prosody_split(data_dir, emotions=EMOTIONS, normalizer: ProsodyNormalizer | None = None) -> dict:
-    ("`{uids, factors (N, 9) raw, labels (N, n_emo), emotions, data_dir}` of a Kaldi dir; "
+    ("`{uids, factors (N, 9) raw, labels (N, n_emo), emo_labs, emotions, data_dir, speakers}` of a Kaldi dir; "
      "factors normalised too if `normalizer`.")
     ds = EmoDataset.from_dir(data_dir, emotions=emotions, feats=False)
     raw = extract_prosody(data_dir)
     uids = ds.keys()
     labels = _labels(ds)
     out = dict(uids=uids, factors=np.stack([raw[u] for u in uids]), labels=labels, emotions=list(emotions),
-               data_dir=str(data_dir), speakers=[(ds.utt2spk or {}).get(u) for u in uids])
+               data_dir=str(data_dir), speakers=[(ds.utt2spk or {}).get(u) for u in uids],
+               emo_labs=[ds.utt2emo[u] for u in uids])
     if normalizer is not None: out["normalized"] = scale_split(normalizer, out)
     return out
 
@@ -415,10 +416,12 @@ def _speakers_of(split: dict) -> list:
     return split.get("speakers") or [None] * len(split["uids"])
 
 def fit_split(split: dict, percentiles=(1.0, 99.0)) -> ProsodyNormalizer:
-    "A `ProsodyNormalizer` fitted on a `prosody_split`'s raw factors, per speaker when it knows them."
+    ("A `ProsodyNormalizer` fitted on a `prosody_split`'s raw factors, per speaker (anchored at neutral) when it "
+     "knows them.")
     spk = _speakers_of(split)
     return ProsodyNormalizer.fit(dict(zip(split["uids"], split["factors"])), percentiles,
-                                 utt2spk=dict(zip(split["uids"], spk)) if all(spk) else None)
+                                 utt2spk=dict(zip(split["uids"], spk)) if all(spk) else None,
+                                 utt2emo=dict(zip(split["uids"], split["emo_labs"])) if "emo_labs" in split else None)
 
 def scale_split(nm: ProsodyNormalizer, split: dict) -> np.ndarray:
     "A `prosody_split`'s factors scaled to [0, 1], each utterance as its speaker's (corpus-wide if unknown)."

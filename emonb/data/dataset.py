@@ -463,6 +463,7 @@ def _from_dir(cls, data_dir, token_list=None, emotions=EMOTIONS, feats=None, spe
     for u, lab in labels.items():                       # every label now, before any statistics are collected
         try: pre.emotion_vector(lab, u)
         except ValueError as e: raise ValueError(f"{d/'utt2emo'}:{line[u]}: {e}") from None
+    ds.utt2emo = labels
     return ds
 
 EmoDataset.from_dir = _from_dir

@@ -227,27 +227,49 @@ def _as_matrix(feats) -> np.ndarray:
     return np.atleast_2d(np.asarray(feats, np.float64))
 
 # %% ../../nbs/06_feats.prosody.ipynb #117e60c4
-def _fit_speakers(cls, feats, utt2spk, percentiles, names) -> dict:
-    if utt2spk is None: return {}
+def _by_speaker(feats, utt2spk) -> dict:
+    "`{speaker: {uid: vector}}`; every utterance must have a speaker (the message names the first that has none)."
     if not isinstance(feats, dict): raise ValueError("fit: per-speaker statistics need factors as {uid: vector}")
     missing = [u for u in feats if u not in utt2spk]
     if missing: raise ValueError(f"fit: utterance {missing[0]!r} has no speaker in utt2spk ({len(missing)} without)")
     by = {}
     for u, v in feats.items(): by.setdefault(utt2spk[u], {})[u] = v
-    return {s: cls.fit(f, percentiles, names) for s, f in sorted(by.items())}
+    return dict(sorted(by.items()))
+
+def _fit_speakers(cls, feats, utt2spk, percentiles, names) -> dict:
+    "One normaliser per speaker, from that speaker's own percentiles."
+    if utt2spk is None: return {}
+    return {s: cls.fit(f, percentiles, names) for s, f in _by_speaker(feats, utt2spk).items()}
+
+# %% ../../nbs/06_feats.prosody.ipynb #c894bb00
+def _anchored_speakers(cls, feats, utt2spk, utt2emo, anchor, percentiles, names) -> dict:
+    "Per speaker: the span of all voices' factors centred on their `anchor` median, placed at this voice's median."
+    by = _by_speaker(feats, utt2spk)
+    nolab = [u for u in feats if u not in utt2emo]
+    if nolab: raise ValueError(f"fit: utterance {nolab[0]!r} has no emotion in utt2emo ({len(nolab)} without)")
+    centre = {}
+    for s, f in by.items():
+        a = [v for u, v in f.items() if utt2emo[u] == anchor]
+        if not a: raise ValueError(f"fit: speaker {s!r} has no training utterance labelled {anchor!r} to anchor its "
+                                   f"scale on (anchor=None scales each speaker by its own percentiles)")
+        centre[s] = np.median(_as_matrix(a), axis=0)
+    lo, hi = np.percentile(np.concatenate([_as_matrix(f) - centre[s] for s, f in by.items()]), percentiles, axis=0)
+    return {s: cls(c + lo, c + hi, names, percentiles, count=len(by[s])) for s, c in centre.items()}
 
 # %% ../../nbs/06_feats.prosody.ipynb #61edc06e
 @patch(cls_method=True)
 def fit(cls: ProsodyNormalizer, feats, percentiles=(1.0, 99.0), names=FACTOR_NAMES,
-        utt2spk: dict | None = None) -> ProsodyNormalizer:
+        utt2spk: dict | None = None, utt2emo: dict | None = None, anchor: str | None = "neutral") -> ProsodyNormalizer:
     ("Fit on training factors (`{uid: vector}` or `(N, P)`): per factor the given percentiles become 0 and 1; "
-     "with `utt2spk`, also per speaker.")
+     "with `utt2spk`, also per speaker (anchored at each voice's `anchor` utterances when `utt2emo` is given).")
     X = _as_matrix(feats)
     if X.shape[-1] != len(names):
         raise ValueError(f"fit: expected {len(names)} factors ({', '.join(names)}), found {X.shape[-1]}")
     if not np.isfinite(X).all(): raise ValueError("fit: training factors contain NaN or Inf")
     lo, hi = np.percentile(X, percentiles, axis=0)
-    per = _fit_speakers(cls, feats, utt2spk, percentiles, names)
+    if utt2spk is not None and utt2emo is not None and anchor is not None:
+        per = _anchored_speakers(cls, feats, utt2spk, utt2emo, anchor, percentiles, names)
+    else: per = _fit_speakers(cls, feats, utt2spk, percentiles, names)
     return cls(lo, hi, names, percentiles, count=len(X), speakers=per)
 
 # %% ../../nbs/06_feats.prosody.ipynb #c74c9da8
@@ -414,27 +436,28 @@ def extract_prosody(source, out_file=None, normalizer: ProsodyNormalizer | None 
     return (feats, n_clipped) if return_clipped else feats
 
 # %% ../../nbs/06_feats.prosody.ipynb #3c94ba00
-def _utt2spk(source) -> dict | None:
-    "The `{uid: speaker}` of a data dir (its `utt2spk`) or of a dataset (its `utt2spk` attribute), if it has one."
+def _utt_table(source, name: str) -> dict | None:
+    "`{uid: value}` of a data dir's file `name` (`utt2spk`, `utt2emo`) or of a dataset's attribute `name`, if any."
     if isinstance(source, (str, Path)):
-        f = Path(source)/"utt2spk"
-        return read_2column_text(f, "speaker") if f.exists() else None
-    return getattr(source, "utt2spk", None)
+        f = Path(source)/name
+        return read_2column_text(f, name[4:]) if f.exists() else None
+    return getattr(source, name, None)
 
 # %% ../../nbs/06_feats.prosody.ipynb #cdecdbd2
 def make_emo_feats(data_dirs: dict, out_dir, train: str = "train", normalizer: ProsodyNormalizer | None = None,
                    extractor: ProsodyFactors | None = None, percentiles=(1.0, 99.0), progress: bool = False,
-                   per_speaker: bool = True) -> dict:
+                   per_speaker: bool = True, anchor: str | None = "neutral") -> dict:
     ("Raw and normalised factor files for each `{split: data_dir}`, the normaliser fitted on `train` "
-     "(per speaker with `utt2spk`); returns a report per split.")
+     "(per speaker with `utt2spk`, anchored at `anchor`); returns a report per split.")
     out_dir = Path(out_dir)
     if normalizer is None and train not in data_dirs:
         raise ValueError(f"the training split {train!r} is not among {list(data_dirs)}; "
                          f"it is needed to fit the normaliser")
     raw = {s: extract_prosody(d, out_dir/s/"emo_feats_raw.csv", extractor=extractor, progress=progress)
            for s, d in data_dirs.items()}
-    spk = {s: _utt2spk(d) if per_speaker else None for s, d in data_dirs.items()}
-    normalizer = normalizer or ProsodyNormalizer.fit(raw[train], percentiles, utt2spk=spk[train])
+    spk = {s: _utt_table(d, "utt2spk") if per_speaker else None for s, d in data_dirs.items()}
+    normalizer = normalizer or ProsodyNormalizer.fit(raw[train], percentiles, utt2spk=spk[train],
+                                                     utt2emo=_utt_table(data_dirs[train], "utt2emo"), anchor=anchor)
     report = dict(stats_file=normalizer.save(out_dir/"prosody_stats.npz"))
     for s, feats in raw.items():
         Y, n = normalizer.transform_utts(feats, spk[s])
