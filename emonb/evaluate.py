@@ -388,7 +388,7 @@ def evaluate_model(t2s, data_dir=None, out_dir="eval", judge=None, max_utts: int
                    control_factors=CONTROL_FACTORS, control_values=(0.1, 0.3, 0.5, 0.7, 0.9), control_texts: int = 3,
                    intensities=(0.0, 0.25, 0.5, 0.75, 1.0), batch_size: int = 8, seed: int = 0, progress: bool = False,
                    intelligibility: bool = True, train_dir=None, max_train_sentences: int = 6, **options) -> dict:
-    ("Evaluate a `Text2Speech` (or a run folder) on Kaldi dir `data_dir` (default: corpus eval); write "
+    ("Evaluate a `Text2Speech` (or a run folder or model pack) on Kaldi dir `data_dir` (default: corpus eval); write "
      "`metrics.json` + plots to `out_dir`.")
     if not isinstance(t2s, Text2Speech): t2s = Text2Speech.from_pretrained(t2s)
     data_dir = Path(data_dir) if data_dir is not None else data_samples_dir()/"eval"
