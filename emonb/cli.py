@@ -12,7 +12,8 @@ from typing import Callable
 # %% auto #0
 __all__ = ['SUBCOMMANDS', 'USER_ERRORS', 'TRAIN_CLI_OPTIONS', 'BENCHMARKS', 'arg', 'Subcommand', 'subcommand', 'UsageError',
            'build_parser', 'main', 'make_corpus_cmd', 'prepare_cmd', 'collect_stats_cmd', 'extract_prosody_cmd',
-           'parse_train_args', 'default_eval_dir', 'train_cmd', 'synth_cmd', 'evaluate_cmd', 'export_cmd', 'bench_cmd']
+           'parse_train_args', 'default_eval_dir', 'train_cmd', 'synth_cmd', 'evaluate_cmd', 'export_cmd', 'pack_cmd',
+           'bench_cmd']
 
 # %% ../nbs/17_cli.ipynb #aea3c05f
 def arg(*flags, **kwargs) -> tuple:
@@ -411,7 +412,8 @@ def _speaker_request(t2s, args) -> dict:
 @subcommand("synth",
             "synthesise sentences with a trained run (emotion, mixture, intensity, reference audio, prosody factors)",
             arg("model", type=Path,
-                help="run folder (holding config.yaml) or a weights file (config.yaml beside it, or --config)"),
+                help="run folder (holding config.yaml), model pack (.zip of emonb pack) or a weights file "
+                     "(config.yaml beside it, or --config)"),
             arg("text", nargs="*", help="sentences to synthesise"),
             arg("--text_file", type=Path, default=None,
                 help="a file with one sentence per line (instead of / besides TEXT)"),
@@ -475,7 +477,8 @@ def synth_cmd(args):
 # %% ../nbs/17_cli.ipynb #78eb3cfb
 @subcommand("evaluate", "objective evaluation of a trained run on a data dir (MCD, F0, judge accuracy, control curves)",
             arg("model", type=Path,
-                help="run folder (holding config.yaml) or a weights file (config.yaml beside it, or --config)"),
+                help="run folder (holding config.yaml), model pack (.zip of emonb pack) or a weights file "
+                     "(config.yaml beside it, or --config)"),
             arg("--config", type=Path, default=None, help="config.yaml of the weights file, when not beside it"),
             arg("--data_dir", type=Path, default=None,
                 help="Kaldi dir to evaluate on (default: the embedded corpus' eval split)"),
@@ -529,6 +532,25 @@ def export_cmd(args):
     readme = args.readme.read_text() if args.readme else ""
     out = export_model(args.run, args.out, args.model_file, readme, overwrite=args.force)
     print(f"wrote {out}: {', '.join(check_checksums(out))}")
+
+# %% ../nbs/17_cli.ipynb #37f037b5
+@subcommand("pack", "write a trained run as one model-pack zip (exported folder + judges, figures, vocoder if any)",
+            arg("run", type=Path, help="run folder (holding config.yaml)"),
+            arg("out", type=Path, help="the .zip to write"),
+            arg("--model_file", type=Path, default=None, help="weights to pack (default: the run's preferred file)"),
+            arg("--readme", type=Path, default=None, help="a text file whose content opens the pack's README.md"),
+            arg("--vocoder", type=Path, default=None,
+                help="vocoder folder to include (config.yml, checkpoint, stats; default: the run's vocoder/, if any)"),
+            arg("--force", action="store_true", help="replace an existing zip"))
+def pack_cmd(args):
+    "Pack RUN into OUT with emonb.inference.pack_model."
+    import zipfile
+    from emonb.inference import pack_model
+    if args.readme is not None and not args.readme.exists(): raise FileNotFoundError(f"{args.readme}: not found")
+    out = pack_model(args.run, args.out, args.model_file, args.readme.read_text() if args.readme else "",
+                     vocoder=args.vocoder, overwrite=args.force)
+    with zipfile.ZipFile(out) as z: names = z.namelist()
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {', '.join(names)}")
 
 # %% ../nbs/17_cli.ipynb #3d0d2904
 def _bench_griffinlim(a):

@@ -4,8 +4,8 @@
 
 # %% ../nbs/00_core.ipynb #4a94d8d4
 from __future__ import annotations
-import errno, io, json, os, re, random, argparse, pickle, shutil, tempfile, contextlib
-from pathlib import Path
+import errno, hashlib, io, json, os, re, random, argparse, pickle, shutil, tempfile, contextlib, zipfile
+from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 import yaml
@@ -13,7 +13,7 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['repo_root', 'data_samples_dir', 'set_seed', 'get_device', 'load_yaml', 'save_yaml', 'str2dict', 'str2bool',
-           'str_or_none', 'jsonable', 'atomic_save', 'safe_load', 'ClassChoices']
+           'str_or_none', 'jsonable', 'atomic_save', 'safe_load', 'cache_dir', 'unzip_cached', 'ClassChoices']
 
 # %% ../nbs/00_core.ipynb #641b0591
 def repo_root() -> Path:
@@ -142,6 +142,46 @@ def safe_load(path, map_location="cpu", what: str = "model file"):
                          f"{' (' + asked.group(1) + ')' if asked else ''}; "
                          f"only tensors and plain types are accepted") from None
     except Exception as e: raise ValueError(f"{path}: not a readable torch file ({type(e).__name__}: {e})") from None
+
+# %% ../nbs/00_core.ipynb #56930bfa
+def cache_dir() -> Path:
+    "Where emonb caches extracted packs: `$EMONB_CACHE`, else `~/.cache/emonb`."
+    return Path(os.environ.get("EMONB_CACHE") or Path.home()/".cache"/"emonb")
+
+def _zip_member_parts(zip_path: Path, info: zipfile.ZipInfo) -> tuple:
+    "The path parts of a zip member, or an error if it could land outside the folder it is extracted into."
+    name, is_link = info.filename, (info.external_attr >> 16) & 0o170000 == 0o120000
+    parts = PurePosixPath(name).parts
+    if is_link or name.startswith("/") or "\\" in name or ":" in name or ".." in parts or not parts:
+        raise ValueError(f"{zip_path}: unsafe member {name!r} (absolute path, '..', drive, backslash or link); "
+                         "nothing was extracted")
+    return parts
+
+# %% ../nbs/00_core.ipynb #542ebe88
+def unzip_cached(zip_path, root=None) -> Path:
+    "Extract `zip_path` once into `root/packs/<sha256 of the zip>` (default root: `cache_dir()`); returns that folder."
+    zp = Path(zip_path)
+    if not zp.is_file(): raise FileNotFoundError(f"{zp}: zip file not found")
+    digest = hashlib.sha256(zp.read_bytes()).hexdigest()
+    packs = Path(root or cache_dir())/"packs"
+    out = packs/digest
+    if out.is_dir(): return out
+    try: z = zipfile.ZipFile(zp)
+    except zipfile.BadZipFile: raise ValueError(f"{zp}: not a zip file") from None
+    with z:
+        members = [(i, _zip_member_parts(zp, i)) for i in z.infolist() if not i.is_dir()]
+        packs.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:16]}.", dir=packs))
+        try:
+            for info, parts in members:
+                dest = tmp.joinpath(*parts)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with z.open(info) as src, open(dest, "wb") as dst: shutil.copyfileobj(src, dst)
+            try: tmp.rename(out)
+            except OSError:                    # another process extracted the same zip meanwhile
+                if not out.is_dir(): raise
+        finally: shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 # %% ../nbs/00_core.ipynb #08662837
 class ClassChoices:

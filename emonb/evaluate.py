@@ -388,13 +388,13 @@ def evaluate_model(t2s, data_dir=None, out_dir="eval", judge=None, max_utts: int
                    control_factors=CONTROL_FACTORS, control_values=(0.1, 0.3, 0.5, 0.7, 0.9), control_texts: int = 3,
                    intensities=(0.0, 0.25, 0.5, 0.75, 1.0), batch_size: int = 8, seed: int = 0, progress: bool = False,
                    intelligibility: bool = True, train_dir=None, max_train_sentences: int = 6, **options) -> dict:
-    ("Evaluate a `Text2Speech` (or a run folder) on Kaldi dir `data_dir` (default: corpus eval); write "
+    ("Evaluate a `Text2Speech` (or a run folder or model pack) on Kaldi dir `data_dir` (default: corpus eval); write "
      "`metrics.json` + plots to `out_dir`.")
     if not isinstance(t2s, Text2Speech): t2s = Text2Speech.from_pretrained(t2s)
     data_dir = Path(data_dir) if data_dir is not None else data_samples_dir()/"eval"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    judge = judge if judge is not None else load_judge()
+    judge = judge if judge is not None else load_judge(t2s.model_part("judge.pt"))     # a pack brings its own
     set_seed(seed)
     recs = evaluate_utterances(t2s, data_dir, out_dir, judge, max_utts, batch_size, progress, **options)
     E = judge.emotions
@@ -415,7 +415,7 @@ def evaluate_model(t2s, data_dir=None, out_dir="eval", judge=None, max_utts: int
                                     **options) for v in voices(t2s)} if intelligibility else {}
     by_voice = {v: float(np.mean([r["emotion"] == r["judge"] for r in recs if r["speaker"] == v]))
                 for v in t2s.speakers if any(r["speaker"] == v for r in recs)}
-    m = dict(model=str(getattr(t2s, "model_file", "")), data_dir=str(data_dir), n_utts=len(recs),
+    m = dict(model=str(t2s.pack or getattr(t2s, "model_file", "")), data_dir=str(data_dir), n_utts=len(recs),
              mcd=_nanmean([r["mcd"] for r in recs]), mcd_std=float(np.nanstd([r["mcd"] for r in recs])),
              f0_rmse=_nanmean([r["f0_rmse"] for r in recs]), f0_bias=_nanmean([r["f0_bias"] for r in recs]),
              vuv_error=_nanmean([r["vuv_error"] for r in recs]), focus_rate=_nanmean([r["focus_rate"] for r in recs]),
@@ -554,8 +554,9 @@ def transfer_report(t2s: Text2Speech, eval_dir, train_dir=None, judge=None, spea
     ("Every voice x emotion cell of `eval_dir` synthesised and judged (emotion and speaker), beside its recordings; "
      "held-out cells also by another voice's reference, with CER.")
     if not t2s.speakers: raise ValueError("transfer_report needs a model with several voices (tts_conf spks)")
-    judge = judge if judge is not None else load_judge()
-    speaker_judge = speaker_judge if speaker_judge is not None else load_speaker_judge()
+    judge = judge if judge is not None else load_judge(t2s.model_part("judge.pt"))
+    speaker_judge = (speaker_judge if speaker_judge is not None
+                     else load_speaker_judge(t2s.model_part("speaker_judge.pt")))
     rows, asr = read_data_dir(eval_dir), recognizer or Recognizer()
     train_dir = train_dir or getattr(t2s.args, "train_data_dir", None)
     seen_cells = data_cells(train_dir) if train_dir else set()

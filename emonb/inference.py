@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_inference.ipynb #336881b6
 from __future__ import annotations
-import hashlib, math, re, shutil, warnings
+import hashlib, math, os, platform, re, shutil, tempfile, warnings, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -13,17 +13,19 @@ import librosa
 import soundfile as sf
 from matplotlib.figure import Figure
 from fastcore.basics import patch
-from .core import data_samples_dir, get_device, load_yaml, save_yaml
+import emonb
+from .core import data_samples_dir, get_device, load_yaml, save_yaml, unzip_cached
 from .data.text import TextProcessor, save_token_list
 from .feats.prosody import FACTOR_NAMES, ProsodyFactors, ProsodyNormalizer, count_tokens
 from .model import Conditioning
 from .task import TTSTask
 from .vocoder import Spectrogram2Wav
-from .emotion import load_speaker_id
+from .emotion import default_judge_path, default_speaker_judge_path, load_speaker_id
 
 # %% auto #0
-__all__ = ['MODEL_PREFERENCE', 'find_model_file', 'Text2Speech', 'Synthesis', 'split_text', 'file_sha256', 'check_checksums',
-           'export_model', 'model_readme', 'base_voice_dir', 'rankdata', 'spearman', 'ExpStyleTTS']
+__all__ = ['MODEL_PREFERENCE', 'PACK_PARTS', 'find_model_file', 'Text2Speech', 'Synthesis', 'split_text', 'file_sha256',
+           'check_checksums', 'write_checksums', 'export_model', 'model_readme', 'base_voice_dir', 'pack_model',
+           'open_pack', 'rankdata', 'spearman', 'ExpStyleTTS']
 
 # %% ../nbs/14_inference.ipynb #bbe34ed3
 MODEL_PREFERENCE = ("valid.loss.ave.pth", "valid.loss.best.pth", "train.loss.ave.pth", "train.loss.best.pth")
@@ -54,7 +56,7 @@ class Text2Speech:
 
     def __init__(self, model, args, vocoder_conf: dict | None = None, device="cpu", run_dir=None,
                  decode_conf: dict | None = None):
-        self.device, self.run_dir = get_device(device), run_dir
+        self.device, self.run_dir, self.pack = get_device(device), run_dir, None
         bad = sorted(set(decode_conf or {}) - set(self.decode_defaults))
         if bad: raise TypeError(f"decode_conf: unknown decode option(s) {bad}; they are {list(self.decode_defaults)}")
         self.decode_defaults = {**self.decode_defaults, **(decode_conf or {})}
@@ -99,10 +101,14 @@ def __repr__(self: Text2Speech):
 @patch(cls_method=True)
 def from_pretrained(cls: Text2Speech, model_file=None, config_file=None, device="cpu", vocoder_conf: dict | None = None,
                     decode_conf: dict | None = None) -> Text2Speech:
-    "From a run folder (`model_file` a directory holding `config.yaml`), or from a weights file and its `config_file`."
+    ("From a run folder (`model_file` a directory holding `config.yaml`), a model pack (`.zip`, see `pack_model`), "
+     "or a weights file and its `config_file`.")
     if model_file is None and config_file is None:
         raise ValueError("give a run folder, or a model file and its config_file")
-    run_dir = None
+    run_dir, pack = None, None
+    if model_file is not None and Path(model_file).suffix == ".zip":
+        if config_file is not None: raise ValueError(f"{model_file}: a pack carries its own config; give the zip alone")
+        pack, model_file = Path(model_file), open_pack(model_file)
     if model_file is not None and Path(model_file).is_dir():
         run_dir = Path(model_file)
         if config_file is None:
@@ -117,7 +123,7 @@ def from_pretrained(cls: Text2Speech, model_file=None, config_file=None, device=
             raise FileNotFoundError(f"{model_file}: give its config_file (no config.yaml next to it)")
     model, args = TTSTask.build_model_from_file(config_file, model_file, device="cpu")
     self = cls(model, args, vocoder_conf, device, run_dir=run_dir or Path(config_file).parent, decode_conf=decode_conf)
-    self.model_file, self.config_file = Path(model_file), Path(config_file)
+    self.model_file, self.config_file, self.pack = Path(model_file), Path(config_file), pack
     return self
 
 # %% ../nbs/14_inference.ipynb #8147180b
@@ -216,6 +222,8 @@ def speaker_embedding(self: Text2Speech, audio) -> np.ndarray:
     "The mean (re-normalised) embedding of one recording or a list of recordings of a voice (the run's classifier)."
     path = getattr(self.args, "spk_embed_model", None)
     if path is None: raise ValueError("this run has no speaker classifier (spk_embed_model) to embed recordings with")
+    if not Path(path).is_absolute() and self.run_dir and (Path(self.run_dir)/path).exists():
+        path = Path(self.run_dir)/path                   # an exported model carries its classifier
     if self.__dict__.get("_spk_encoder") is None: self._spk_encoder = load_speaker_id(path)
     items = audio if isinstance(audio, list) else [audio]
     embs = torch.cat([self._spk_encoder.embed(self.load_ref_audio(a)) for a in items])
@@ -461,6 +469,12 @@ def check_checksums(model_dir) -> list:
         names.append(name)
     return names
 
+def write_checksums(model_dir, files) -> Path:
+    "Write `model_dir/SHA256SUMS` for `files` (paths relative to `model_dir`), in the format of `sha256sum -c`."
+    d = Path(model_dir)
+    (d/"SHA256SUMS").write_text("".join(f"{file_sha256(d/f)}  {f}\n" for f in files))
+    return d/"SHA256SUMS"
+
 # %% ../nbs/14_inference.ipynb #c739b67e
 def export_model(run_dir, out_dir, model_file=None, readme: str = "", overwrite: bool = False) -> Path:
     "A self-contained model folder from run `run_dir`: weights, config, tokens, statistics, README, `SHA256SUMS`."
@@ -476,6 +490,8 @@ def export_model(run_dir, out_dir, model_file=None, readme: str = "", overwrite:
     conf.update(output_dir=None, stats_dir=None, init_param=[], train_emo_feats=None, valid_emo_feats=None,
                 train_shape_file=None, valid_shape_file=None, resume=False)
     conf["normalize_conf"] = {**(conf.get("normalize_conf") or {}), "stats_file": "feats_stats.npz"}   # beside it
+    spk_model = conf.get("spk_embed_model")
+    if spk_model: conf["spk_embed_model"] = "speaker_id.pt"
     tmp = out.parent/f".{out.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp/"prosody").mkdir(parents=True)
@@ -487,7 +503,10 @@ def export_model(run_dir, out_dir, model_file=None, readme: str = "", overwrite:
         save_token_list(TTSTask.token_list(t2s.args), tmp/"tokens.txt")
         (tmp/"README.md").write_text(model_readme(run, model_file, t2s, readme))
         files = ["model.pth", "config.yaml", "tokens.txt", "feats_stats.npz", "prosody/prosody_stats.npz", "README.md"]
-        (tmp/"SHA256SUMS").write_text("".join(f"{file_sha256(tmp/f)}  {f}\n" for f in files))
+        if conf.get("spk_embed_model"):                   # the speaker classifier that embeds recordings
+            shutil.copyfile(spk_model, tmp/conf["spk_embed_model"])
+            files.append(conf["spk_embed_model"])
+        write_checksums(tmp, files)
         if out.exists(): shutil.rmtree(out)
         tmp.rename(out)
     finally: shutil.rmtree(tmp, ignore_errors=True)
@@ -514,6 +533,104 @@ def model_readme(run, model_file, t2s: Text2Speech, text: str = "") -> str:
 def base_voice_dir() -> Path:
     "The pretrained base voice shipped in `data_samples/models/base` (made by `conf/base.yaml`)."
     return data_samples_dir()/"models"/"base"
+
+# %% ../nbs/14_inference.ipynb #0b9895b3
+PACK_PARTS = {"model.pth": "the weights", "config.yaml": "the config", "tokens.txt": "the token list",
+              "feats_stats.npz": "the mel statistics", "prosody/prosody_stats.npz": "the prosody statistics",
+              "meta.yaml": "the list of parts", "SHA256SUMS": "the checksums"}
+
+def _zip_folder(folder: Path, out: Path) -> Path:
+    "Zip every file under `folder` into `out` (sorted, fixed dates: reproducible), written beside it and renamed."
+    tmp = out.parent/f".{out.name}.tmp"
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+                info = zipfile.ZipInfo(f.relative_to(folder).as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
+                info.external_attr, info.compress_type = 0o644 << 16, zipfile.ZIP_DEFLATED
+                z.writestr(info, f.read_bytes())
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists(): tmp.unlink()
+    return out
+
+# %% ../nbs/14_inference.ipynb #da988395
+def _pack_extras(run: Path, folder: Path, judge=None, speaker_judge=None, vocoder=None) -> dict:
+    "Copy the judges, the training figures and the vocoder (if any) into `folder`; `{role: relative path}`."
+    parts = {"judge": "judge.pt"}
+    shutil.copyfile(judge or default_judge_path(), folder/"judge.pt")
+    if speaker_judge or len(load_yaml(folder/"config.yaml").get("speakers") or []) > 1:
+        shutil.copyfile(speaker_judge or default_speaker_judge_path(), folder/"speaker_judge.pt")
+        parts["speaker_judge"] = "speaker_judge.pt"
+    if vocoder is not None and not Path(vocoder).is_dir():
+        raise FileNotFoundError(f"{vocoder}: vocoder folder not found (it holds config.yml, checkpoint, stats)")
+    vocoder = Path(vocoder) if vocoder is not None else run/"vocoder"
+    if vocoder.is_dir():
+        shutil.copytree(vocoder, folder/"vocoder")
+        parts["vocoder"] = "vocoder"
+    figures = sorted((run/"images").glob("*.png"))
+    for f in figures:
+        (folder/"images").mkdir(exist_ok=True)
+        shutil.copyfile(f, folder/"images"/f.name)
+    _pack_readme(folder/"README.md", [f.name for f in figures])
+    return parts
+
+# %% ../nbs/14_inference.ipynb #677c383e
+def _pack_readme(readme: Path, figures: list):
+    "Append to an exported README how the zip is used and the training figures (`images/<name>`)."
+    text = ("\n## In one file\n\nThis model travels as one zip (`emonb pack`): give the zip itself to "
+            "`Text2Speech.from_pretrained`, `emonb synth`, `emonb evaluate` (which uses the judges inside it), "
+            "the widget, or `--init_param` to fine-tune from it.\n")
+    if figures: text += "\n## Training figures\n\n" + "".join(f"![{Path(f).stem}](images/{f})\n" for f in figures)
+    with open(readme, "a") as f: f.write(text)
+
+# %% ../nbs/14_inference.ipynb #c2bc1f1f
+def pack_model(run_dir, out_zip, model_file=None, readme: str = "", judge=None, speaker_judge=None, vocoder=None,
+               overwrite: bool = False) -> Path:
+    ("Run `run_dir` as one zip `out_zip`: the exported folder (`export_model`), the judges, the training figures, "
+     "the vocoder (if any), `meta.yaml`.")
+    run, out = Path(run_dir), Path(out_zip)
+    if out.suffix != ".zip": raise ValueError(f"{out}: a model pack is a .zip file")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (--force) to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.stem}.") as d:
+        folder = export_model(run, Path(d)/"model", model_file, readme)
+        files = dict(model_file="model.pth", tokens="tokens.txt", feats_stats="feats_stats.npz",
+                     prosody_stats="prosody/prosody_stats.npz", readme="README.md",
+                     **_pack_extras(run, folder, judge, speaker_judge, vocoder))
+        save_yaml(dict(files=files, yaml_files=dict(train_config="config.yaml"), emonb=emonb.__version__,
+                       torch=str(torch.__version__), python=platform.python_version()), folder/"meta.yaml")
+        write_checksums(folder, sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                                       if p.is_file() and p.name != "SHA256SUMS"))
+        return _zip_folder(folder, out)
+
+# %% ../nbs/14_inference.ipynb #b955911a
+def open_pack(zip_path) -> Path:
+    "The checked folder of model pack `zip_path`: errors name the parts it lacks or the files that differ."
+    d = unzip_cached(zip_path)
+    missing = [f"{f} ({what})" for f, what in PACK_PARTS.items() if not (d/f).exists()]
+    if (d/"SHA256SUMS").exists():
+        listed = [l.partition("  ")[2] for l in (d/"SHA256SUMS").read_text().splitlines()]
+        missing += [f"{f} (listed in SHA256SUMS)" for f in listed if f and f not in PACK_PARTS and not (d/f).exists()]
+    if missing: raise FileNotFoundError(f"{zip_path}: the pack lacks {', '.join(missing)}")
+    try: check_checksums(d)
+    except (FileNotFoundError, ValueError) as e: raise type(e)(f"{zip_path}: {e}") from None
+    return d
+
+# %% ../nbs/14_inference.ipynb #e6dfd35a
+@patch
+def model_part(self: Text2Speech, name: str) -> Path | None:
+    "File `name` of the model's folder (e.g. `judge.pt`); None if a run folder lacks it; an error if a pack does."
+    p = Path(self.run_dir)/name if self.run_dir else None
+    if p is not None and p.exists(): return p
+    if self.pack is not None: raise FileNotFoundError(f"{self.pack}: the pack lacks {name}; make it with emonb pack")
+    return None
+
+@patch(as_prop=True)
+def vocoder_dir(self: Text2Speech) -> Path | None:
+    "The model's neural vocoder folder (`vocoder/`: config.yml, checkpoint, stats), None without one."
+    p = Path(self.run_dir)/"vocoder" if self.run_dir else None
+    return p if p is not None and p.is_dir() else None
 
 # %% ../nbs/14_inference.ipynb #1ff8dcf2
 def rankdata(x) -> np.ndarray:

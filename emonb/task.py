@@ -10,7 +10,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 from fastcore.basics import patch
-from .core import ClassChoices, safe_load, load_yaml, save_yaml, str2bool, str2dict, str_or_none, jsonable
+from .core import (ClassChoices, safe_load, load_yaml, save_yaml, str2bool, str2dict, str_or_none, jsonable,
+                        unzip_cached)
 from .data.text import build_token_list, save_token_list, load_token_list
 from .data.dataset import EmoDataset, EmoPreprocessor, EMOTIONS, collate, write_shape_files, read_2column_text
 from .data.sampler import BATCH_TYPES, build_batch_sampler, SequenceIterFactory
@@ -25,7 +26,7 @@ __all__ = ['BATCH_SCHEDULERS', 'tts_choices', 'feats_extract_choices', 'normaliz
            'emo_classifier_choices', 'CLASS_CHOICES', 'optim_choices', 'scheduler_choices', 'PREPARED_KEYS', 'WarmupLR',
            'scheduler_step_interval', 'pretrained_emotion_model', 'str2triple', 'int_or_none', 'float_or_none',
            'TTSTask', 'stats_dir', 'prepared_stamp', 'reuse_prepared', 'prepare_run', 'rebase_run_paths',
-           'load_weights', 'load_init_param', 'freeze_param']
+           'load_weights', 'init_source', 'remap_token_rows', 'load_init_param', 'freeze_param', 'token_report']
 
 # %% ../nbs/11_task.ipynb #82db2819
 class WarmupLR(torch.optim.lr_scheduler.LRScheduler):
@@ -185,7 +186,8 @@ def _data_arguments(cls: TTSTask, p):
 def _trainer_arguments(cls: TTSTask, p):
     g = p.add_argument_group("pretraining")
     g.add_argument("--init_param", type=str, nargs="*", default=[],
-                   help="'path:src_key:dst_key:exclude,keys' (see load_init_param)")
+                   help="'path:src_key:dst_key:exclude,keys'; path: a .pth or a model pack .zip (ESPnet2's or "
+                        "emonb's), embedding rows remapped to this run's token list (see load_init_param)")
     g.add_argument("--ignore_init_mismatch", type=str2bool, default=False,
                    help="skip init_param tensors whose shape differs")
     g.add_argument("--freeze_param", type=str, nargs="*", default=[],
@@ -555,19 +557,62 @@ def build_model_from_file(cls: TTSTask, config_file, model_file=None, device="cp
         model.load_state_dict(sd)
     return model.to(device).eval(), args
 
+# %% ../nbs/11_task.ipynb #898efa05
+def _pack_member(folder: Path, name, zip_path) -> Path:
+    "File `name` of an extracted pack (as its meta.yaml names it), which must exist inside the pack."
+    p = (folder/str(name).lstrip("/")).resolve()
+    if not p.is_relative_to(folder.resolve()) or not p.is_file():
+        raise FileNotFoundError(f"{zip_path}: meta.yaml names {name!r}, which is not a file in the pack")
+    return p
+
+def init_source(path, map_location="cpu") -> tuple[dict, list | None, str]:
+    ("The weights of an `init_param` file, their token list (None if unknown), and what it is: `'pth'`, "
+     "`'emonb pack'` or `'espnet2 pack'`.")
+    p, config, kind = Path(path), None, "pth"
+    if p.suffix == ".zip":
+        d = unzip_cached(p)
+        meta = load_yaml(d/"meta.yaml") if (d/"meta.yaml").exists() else {}
+        files, yamls = meta.get("files") or {}, meta.get("yaml_files") or {}
+        if "model_file" not in files:
+            raise ValueError(f"{p}: not a model pack (no meta.yaml naming files: model_file, as ESPnet2's pack writes)")
+        kind = "emonb pack" if "emonb" in meta else "espnet2 pack"
+        p = _pack_member(d, files["model_file"], path)
+        if "train_config" in yamls: config = _pack_member(d, yamls["train_config"], path)
+    elif (p.parent/"config.yaml").exists(): config = p.parent/"config.yaml"
+    tokens = load_yaml(config).get("token_list") if config is not None else None
+    return load_weights(p, map_location), list(tokens) if isinstance(tokens, list) else None, kind
+
+# %% ../nbs/11_task.ipynb #ebab2ca7
+def remap_token_rows(weight: torch.Tensor, src_tokens: list, dst_tokens: list, init: torch.Tensor) -> tuple:
+    ("Embedding `weight` (rows in `src_tokens` order) laid out for `dst_tokens`; new tokens keep their rows of "
+     "`init`. -> `(rows, {kept, new, unused})`.")
+    if weight.size(0) != len(src_tokens):
+        raise ValueError(f"the embedding has {weight.size(0)} rows but its token list {len(src_tokens)} tokens")
+    row, dst = {t: i for i, t in enumerate(src_tokens)}, list(dst_tokens)
+    kept = [i for i, t in enumerate(dst) if t in row]
+    out = init.detach().clone()
+    out[kept] = weight[[row[dst[i]] for i in kept]].to(out.dtype)
+    return out, dict(kept=len(kept), new=[t for t in dst if t not in row],
+                     unused=[t for t in src_tokens if t not in set(dst)])
+
 # %% ../nbs/11_task.ipynb #7bae7237
-def load_init_param(model: nn.Module, spec: str, ignore_init_mismatch: bool = False, map_location="cpu") -> dict:
-    ("Initialise (part of) `model` from `path:src_key:dst_key:exclude_keys`; "
-     "returns `{loaded, missing, unexpected, mismatched}`.")
+def load_init_param(model: nn.Module, spec: str, ignore_init_mismatch: bool = False, map_location="cpu",
+                    token_list: list | None = None) -> dict:
+    ("Initialise (part of) `model` from `path:src_key:dst_key:exclude_keys`; embedding rows follow `token_list`; "
+     "returns `{loaded, missing, unexpected, mismatched, tokens}`.")
     path, src, dst, excl = (spec.split(":") + ["", "", ""])[:4]
+    sd, src_tokens, kind = init_source(path, map_location)
+    if kind == "espnet2 pack" and not src and not dst: src = dst = "tts"      # its Tacotron2 into ours
     src, dst = src.rstrip("."), dst.rstrip(".")
-    sd = load_weights(path, map_location)
     excludes = [e for e in excl.split(",") if e]
     sd = {k: v for k, v in sd.items() if not any(k.startswith(e) for e in excludes)}
     if src: sd = {k[len(src) + 1:]: v for k, v in sd.items() if k.startswith(src + ".")}
     try: target = model.get_submodule(dst) if dst else model
     except AttributeError: raise ValueError(f"init_param {spec!r}: the model has no module {dst!r}") from None
-    own = target.state_dict()
+    own, tokens = target.state_dict(), None
+    emb = next((k for k in sd if k.endswith("enc.embed.weight") and k in own), None)
+    if emb and token_list is not None and src_tokens is not None:
+        sd[emb], tokens = remap_token_rows(sd[emb], src_tokens, token_list, own[emb])
     unexpected = [k for k in sd if k not in own]
     sd = {k: v for k, v in sd.items() if k in own}
     if not sd:
@@ -577,7 +622,7 @@ def load_init_param(model: nn.Module, spec: str, ignore_init_mismatch: bool = Fa
     if hasattr(target, "load_espnet_state_dict"):
         missing = target.load_espnet_state_dict(sd)
         return dict(loaded=[pre + k for k in sd], missing=[pre + k for k in missing], unexpected=unexpected,
-                    mismatched=[])
+                    mismatched=[], tokens=tokens)
     mismatched = [k for k, v in sd.items() if v.shape != own[k].shape]
     if mismatched and not ignore_init_mismatch:
         raise ValueError(f"init_param {spec!r}: shapes differ for "
@@ -586,7 +631,7 @@ def load_init_param(model: nn.Module, spec: str, ignore_init_mismatch: bool = Fa
     sd = {k: v for k, v in sd.items() if k not in mismatched}
     target.load_state_dict({**own, **sd})
     return dict(loaded=[pre + k for k in sd], missing=[pre + k for k in own if k not in sd], unexpected=unexpected,
-                mismatched=[pre + k for k in mismatched])
+                mismatched=[pre + k for k in mismatched], tokens=tokens)
 
 # %% ../nbs/11_task.ipynb #f1c1a460
 def freeze_param(model: nn.Module, prefixes) -> list:
@@ -602,12 +647,20 @@ def freeze_param(model: nn.Module, prefixes) -> list:
     return frozen
 
 # %% ../nbs/11_task.ipynb #19642dcb
+def token_report(t: dict) -> str:
+    "One line on a token-list remap (`remap_token_rows`' report)."
+    return (f"token list: {t['kept']} tokens kept their embedding rows, {len(t['new'])} new ones initialised "
+            f"{t['new'][:10]}{' ...' if len(t['new']) > 10 else ''}, {len(t['unused'])} of the source's tokens unused")
+
+# %% ../nbs/11_task.ipynb #45049a9b
 @patch(cls_method=True)
 def apply_pretraining(cls: TTSTask, args, model: nn.Module) -> dict:
     "Run every `init_param` entry, then `freeze_param`; returns the reports (also logged)."
-    out = dict(init=[load_init_param(model, s, args.ignore_init_mismatch) for s in args.init_param])
+    tokens = cls.token_list(args) if args.token_list is not None else None
+    out = dict(init=[load_init_param(model, s, args.ignore_init_mismatch, token_list=tokens) for s in args.init_param])
     for spec, r in zip(args.init_param, out["init"]):
         logging.info(f"init_param {spec}: loaded {len(r['loaded'])}, missing {len(r['missing'])}, "
                      f"unexpected {len(r['unexpected'])}")
+        if r["tokens"]: logging.info(f"init_param {spec}: {token_report(r['tokens'])}")
     out["frozen"] = freeze_param(model, args.freeze_param)
     return out
