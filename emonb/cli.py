@@ -4,16 +4,16 @@
 
 # %% ../nbs/17_cli.ipynb #e7c58b71
 from __future__ import annotations
-import argparse, sys, warnings
+import argparse, importlib.util, sys, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'USER_ERRORS', 'TRAIN_CLI_OPTIONS', 'BENCHMARKS', 'arg', 'Subcommand', 'subcommand', 'UsageError',
-           'build_parser', 'main', 'make_corpus_cmd', 'prepare_cmd', 'collect_stats_cmd', 'extract_prosody_cmd',
-           'parse_train_args', 'default_eval_dir', 'train_cmd', 'synth_cmd', 'evaluate_cmd', 'export_cmd', 'pack_cmd',
-           'bench_cmd']
+__all__ = ['SUBCOMMANDS', 'USER_ERRORS', 'TRAIN_CLI_OPTIONS', 'VOCODER_ARGS', 'BENCHMARKS', 'arg', 'Subcommand', 'subcommand',
+           'UsageError', 'build_parser', 'main', 'make_corpus_cmd', 'prepare_cmd', 'collect_stats_cmd',
+           'extract_prosody_cmd', 'parse_train_args', 'default_eval_dir', 'train_cmd', 'vocoder_request', 'synth_cmd',
+           'evaluate_cmd', 'export_cmd', 'pack_cmd', 'bench_cmd']
 
 # %% ../nbs/17_cli.ipynb #aea3c05f
 def arg(*flags, **kwargs) -> tuple:
@@ -333,6 +333,8 @@ def train_cmd(args):
     import logging, torch
     from emonb.train import train_main, dist_info
     from emonb.evaluate import evaluate_run
+    from emonb.inference import Text2Speech
+    from emonb.vocoder import Spectrogram2Wav
     targs, post = parse_train_args(args.argv)
     if targs.output_dir is None: raise UsageError("--output_dir is required (the run's folder)")
     if post["num_threads"] > 0: torch.set_num_threads(post["num_threads"])
@@ -341,7 +343,9 @@ def train_cmd(args):
     if targs.log_level != "DEBUG":
         quiet = lambda r: not r.getMessage().startswith(("checkpoint saved", "epoch "))
         for h in logging.getLogger().handlers: h.addFilter(quiet)
-    trainer = train_main(targs, progress_bar=True)
+    # the audio samples of --use_tensorboard: Griffin-Lim, set as Text2Speech sets it for model output
+    voc = lambda fe: Spectrogram2Wav.from_feats_extract(fe, **Text2Speech.vocoder_defaults)
+    trainer = train_main(targs, progress_bar=True, vocoder_factory=voc)
     out = Path(targs.output_dir)
     if trainer is None:
         print(f"dry run: wrote {out/'config.yaml'}")
@@ -408,6 +412,32 @@ def _speaker_request(t2s, args) -> dict:
     return dict(sids=None if args.spk is None else _spk(args.spk, t2s.speakers),
                 spembs=None if args.spembs is None else _read_spembs(args.spembs), ref_spk=args.ref_spk)
 
+# %% ../nbs/17_cli.ipynb #7fdcdee6
+VOCODER_ARGS = (
+    arg("--vocoder_file", type=Path, default=None, metavar="FILE",
+        help="neural vocoder saved by parallel_wavegan (HiFi-GAN, MelGAN, Parallel WaveGAN): its checkpoint or its "
+             "folder, config.yml and stats beside it; emonb's natural-log mel is divided by ln 10 for it (its features "
+             "are log10); needs pip install \"emonb[vocoder]\" (default: Griffin-Lim)"),
+    arg("--vocoder_config", type=Path, default=None, metavar="FILE",
+        help="the vocoder's config.yml, when it is not beside --vocoder_file"),
+    arg("--griffin_lim_iters", type=int, default=None, help="Griffin-Lim iterations (default 32)"),
+    arg("--sharpen", type=float, default=None,
+        help="spectral sharpening of the mel before the vocoder, 0: none (default 1 with Griffin-Lim, "
+             "0 with --vocoder_file)"))
+
+def vocoder_request(args) -> dict:
+    "The vocoder arguments of `Text2Speech.from_pretrained` for a command's `VOCODER_ARGS`."
+    if args.vocoder_file is None:
+        if args.vocoder_config is not None: raise UsageError("--vocoder_config needs --vocoder_file")
+        return dict(vocoder_conf=dict(n_iter=32 if args.griffin_lim_iters is None else args.griffin_lim_iters,
+                                      sharpen=1.0 if args.sharpen is None else args.sharpen))
+    if args.griffin_lim_iters is not None:
+        raise UsageError("--griffin_lim_iters is a Griffin-Lim option; it has no meaning with --vocoder_file")
+    if importlib.util.find_spec("parallel_wavegan") is None:
+        raise UsageError("--vocoder_file needs the optional package parallel_wavegan: pip install \"emonb[vocoder]\"")
+    return dict(vocoder_conf={} if args.sharpen is None else dict(sharpen=args.sharpen),
+                vocoder_file=args.vocoder_file, vocoder_config=args.vocoder_config)
+
 # %% ../nbs/17_cli.ipynb #c15ea641
 @subcommand("synth",
             "synthesise sentences with a trained run (emotion, mixture, intensity, reference audio, prosody factors)",
@@ -438,9 +468,7 @@ def _speaker_request(t2s, args) -> dict:
                 help="set a prosody factor in [0, 1] (repeat)"),
             arg("--factor_delta", type=_factor, action="append", default=[], metavar="NAME=DELTA",
                 help="shift a prosody factor (repeat)"),
-            arg("--griffin_lim_iters", type=int, default=32, help="Griffin-Lim iterations"),
-            arg("--sharpen", type=float, default=1.0,
-                help="spectral sharpening of the mel before the vocoder (0: none)"),
+            *VOCODER_ARGS,
             arg("--maxlenratio", type=float, default=10.0, help="stop decoding after this many frames per input token"),
             arg("--minlenratio", type=float, default=0.0, help="decode at least this many frames per input token"),
             arg("--threshold", type=float, default=0.5, help="stop-token probability that ends decoding"),
@@ -459,8 +487,7 @@ def synth_cmd(args):
         raise FileNotFoundError(f"{args.text_file}: text file not found")
     if not texts: raise UsageError("nothing to synthesise: give sentences or --text_file")
     t2s = Text2Speech.from_pretrained(args.model, config_file=args.config,
-                                      vocoder_conf=dict(n_iter=args.griffin_lim_iters, sharpen=args.sharpen),
-                                      decode_conf=dict(quantize=args.quantize))
+                                      decode_conf=dict(quantize=args.quantize), **vocoder_request(args))
     speaker = _speaker_request(t2s, args)
     args.out.mkdir(parents=True, exist_ok=True)
     outs = t2s.synthesize_batch(texts, ref_audio=str(args.ref_audio) if args.ref_audio else None,
@@ -488,9 +515,7 @@ def synth_cmd(args):
             arg("--no_control", action="store_true", help="skip the prosody-factor control curves"),
             arg("--no_intensity", action="store_true", help="skip the intensity curves"),
             arg("--batch_size", type=int, default=8, help="sentences synthesised together"),
-            arg("--griffin_lim_iters", type=int, default=32, help="Griffin-Lim iterations"),
-            arg("--sharpen", type=float, default=1.0,
-                help="spectral sharpening of the mel before the vocoder (0: none)"),
+            *VOCODER_ARGS,
             arg("--quantize", choices=["int8"], default=None, help="decode with int8 decoder weights (CPU)"),
             arg("--no_intelligibility", action="store_true",
                 help="skip the recogniser (CER/WER of the synthesis)"),
@@ -506,8 +531,7 @@ def evaluate_cmd(args):
     if args.max_utts is not None and args.max_utts < 1:
         raise UsageError(f"--max_utts must be positive, got {args.max_utts}")
     t2s = Text2Speech.from_pretrained(args.model, config_file=args.config,
-                                      vocoder_conf=dict(n_iter=args.griffin_lim_iters, sharpen=args.sharpen),
-                                      decode_conf=dict(quantize=args.quantize))
+                                      decode_conf=dict(quantize=args.quantize), **vocoder_request(args))
     out = args.out or (args.model if args.model.is_dir() else args.model.parent)/"eval"
     kw = dict(control_factors=()) if args.no_control else {}
     if args.no_intensity: kw["intensities"] = ()

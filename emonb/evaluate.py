@@ -217,7 +217,7 @@ def intensity_curves(t2s: Text2Speech, texts, emotions=None, intensities=(0.0, 0
 def vocode(t2s: Text2Speech, wav) -> np.ndarray:
     "`wav` (at `t2s.fs`) through the model's mel front end and its own vocoder settings, without sharpening."
     voc = copy.copy(t2s.vocoder)
-    voc.sharpen = 0.0                      # the same Griffin-Lim, no sharpening
+    voc.sharpen = 0.0                      # the same vocoder (Griffin-Lim or neural), no sharpening
     with torch.no_grad():
         mel, lens = t2s.model.feats_extract(torch.as_tensor(np.asarray(wav, np.float32), device=t2s.device)[None])
         return voc(mel, lens)[0].cpu().numpy()
@@ -650,15 +650,16 @@ def _voice_summary(rows: list, corpus: dict, emotions: list) -> dict:
 
 # %% ../nbs/15_evaluate.ipynb #ca599c65
 def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bool = True, progress: bool = True,
-                 intelligibility: bool = True) -> dict:
-    ("Synthesise the sentences of `eval_dir` in every emotion with the run in `exp_dir`; "
-     "write wavs, plots, metrics.json, report.md.")
+                 intelligibility: bool = True, vocoder_file=None, vocoder_config=None) -> dict:
+    ("Synthesise the sentences of `eval_dir` in every emotion with the run in `exp_dir` (Griffin-Lim of `n_iter`, "
+     "or the neural vocoder `vocoder_file`); write wavs, plots, metrics.json, report.md.")
     exp, eval_dir = Path(exp_dir), Path(eval_dir)
     for f in ("text", "wav.scp", "utt2emo"):
         if not (eval_dir/f).exists(): raise FileNotFoundError(f"{eval_dir/f}: eval data dir lacks {f}")
     t2s = Text2Speech.from_pretrained(model_file if model_file is not None else exp,
                                       config_file=exp/"config.yaml" if model_file else None,
-                                      vocoder_conf=dict(n_iter=n_iter))
+                                      vocoder_conf=dict(n_iter=n_iter) if vocoder_file is None else {},
+                                      vocoder_file=vocoder_file, vocoder_config=vocoder_config)
     texts, wavs, emos = (read_2column_text(eval_dir/f) for f in ("text", "wav.scp", "utt2emo"))
     spk_of = read_2column_text(eval_dir/"utt2spk") if (eval_dir/"utt2spk").exists() else {}
     sentences, vs = {}, voices(t2s)                          # one uid per distinct text

@@ -19,7 +19,7 @@ from .data.text import TextProcessor, save_token_list
 from .feats.prosody import FACTOR_NAMES, ProsodyFactors, ProsodyNormalizer, count_tokens
 from .model import Conditioning
 from .task import TTSTask
-from .vocoder import Spectrogram2Wav
+from .vocoder import Spectrogram2Wav, ParallelWaveGANVocoder
 from .emotion import default_judge_path, default_speaker_judge_path, load_speaker_id
 
 # %% auto #0
@@ -51,11 +51,11 @@ class Text2Speech:
     decode_defaults = dict(threshold=0.5, minlenratio=0.0, maxlenratio=10.0, use_att_constraint=False,
                            backward_window=1, forward_window=3, cuda_graph=None,   # None: on when the device is CUDA
                            quantize=None)                                           # "int8": int8 decoder weights (CPU)
-    vocoder_options = ("n_iter", "momentum", "power", "sharpen")
+    vocoder_options = Spectrogram2Wav.options           # per-call options of the vocoder (Griffin-Lim's here)
     vocoder_defaults = dict(sharpen=1.0)                  # model output is over-smoothed across frequency
 
     def __init__(self, model, args, vocoder_conf: dict | None = None, device="cpu", run_dir=None,
-                 decode_conf: dict | None = None):
+                 decode_conf: dict | None = None, vocoder_file=None, vocoder_config=None):
         self.device, self.run_dir, self.pack = get_device(device), run_dir, None
         bad = sorted(set(decode_conf or {}) - set(self.decode_defaults))
         if bad: raise TypeError(f"decode_conf: unknown decode option(s) {bad}; they are {list(self.decode_defaults)}")
@@ -68,8 +68,13 @@ class Text2Speech:
         if model.feats_extract is None:
             raise ValueError("the model has no feats_extract: Text2Speech needs its front end to set up the vocoder")
         self.fs = model.feats_extract.fs
-        self.vocoder = Spectrogram2Wav.from_feats_extract(
-            model.feats_extract, **{**self.vocoder_defaults, **(vocoder_conf or {})}).to(self.device)
+        if vocoder_file is None:
+            self.vocoder = Spectrogram2Wav.from_feats_extract(
+                model.feats_extract, **{**self.vocoder_defaults, **(vocoder_conf or {})}).to(self.device)
+        else:
+            self.vocoder = ParallelWaveGANVocoder.from_feats_extract(
+                model.feats_extract, vocoder_file, vocoder_config, **(vocoder_conf or {})).to(self.device)
+        self.vocoder_options = self.vocoder.options
         ex = model.emo_extract
         self.prosody = (ex.factors if isinstance(getattr(ex, "factors", None), ProsodyFactors)
                         else ProsodyFactors(fs=self.fs))
@@ -100,7 +105,7 @@ def __repr__(self: Text2Speech):
 # %% ../nbs/14_inference.ipynb #908316f4
 @patch(cls_method=True)
 def from_pretrained(cls: Text2Speech, model_file=None, config_file=None, device="cpu", vocoder_conf: dict | None = None,
-                    decode_conf: dict | None = None) -> Text2Speech:
+                    decode_conf: dict | None = None, vocoder_file=None, vocoder_config=None) -> Text2Speech:
     ("From a run folder (`model_file` a directory holding `config.yaml`), a model pack (`.zip`, see `pack_model`), "
      "or a weights file and its `config_file`.")
     if model_file is None and config_file is None:
@@ -122,7 +127,10 @@ def from_pretrained(cls: Text2Speech, model_file=None, config_file=None, device=
         if not config_file.exists():
             raise FileNotFoundError(f"{model_file}: give its config_file (no config.yaml next to it)")
     model, args = TTSTask.build_model_from_file(config_file, model_file, device="cpu")
-    self = cls(model, args, vocoder_conf, device, run_dir=run_dir or Path(config_file).parent, decode_conf=decode_conf)
+    home = run_dir or Path(config_file).parent
+    if vocoder_file is None and (home/"vocoder").is_dir(): vocoder_file = home/"vocoder"
+    self = cls(model, args, vocoder_conf, device, run_dir=home, decode_conf=decode_conf,
+               vocoder_file=vocoder_file, vocoder_config=vocoder_config)
     self.model_file, self.config_file, self.pack = Path(model_file), Path(config_file), pack
     return self
 

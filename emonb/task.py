@@ -211,7 +211,9 @@ def _trainer_arguments(cls: TTSTask, p):
     g.add_argument("--use_amp", type=str2bool, default=False)
     g.add_argument("--log_interval", type=int_or_none, default=None)
     g.add_argument("--num_att_plot", type=int, default=3)
-    g.add_argument("--use_tensorboard", type=str2bool, default=False)
+    g.add_argument("--use_tensorboard", type=str2bool, default=False,
+                   help="write statistics, attention and mel images and audio samples to OUTPUT_DIR/tensorboard "
+                        "(needs pip install \"emonb[tensorboard]\")")
     g.add_argument("--no_forward_run", type=str2bool, default=False)
     g.add_argument("--unused_parameters", type=str2bool, default=False)
     g.add_argument("--cuda_graph", type=str2bool, default=False,

@@ -10,9 +10,11 @@ from .data.dataset import EmoDataset, read_2column_text
 from .feats.prosody import FACTOR_NAMES
 from .task import TTSTask
 from .train import train_main
+from .vocoder import import_parallel_wavegan, save_vocoder
+import torch
 
 # %% auto #0
-__all__ = ['TINY_TTS_CONF', 'subset_dir', 'tiny_experiment']
+__all__ = ['TINY_TTS_CONF', 'TINY_VOCODER_CONFIG', 'subset_dir', 'tiny_experiment', 'tiny_vocoder']
 
 # %% ../nbs/19_testing.ipynb #f907b2e4
 TINY_TTS_CONF = dict(embed_dim=32, eunits=32, econv_chans=32, adim=32, aconv_chans=8, dunits=64, prenet_units=32,
@@ -48,3 +50,18 @@ def tiny_experiment(out_dir, n_per_emotion: int = 2, max_epoch: int = 3, iters_p
     args = TTSTask.parse_args(["--config", str(out/"tiny.yaml")])
     train_main(args, progress_bar=False)                 # the path `emonb train` takes: the run resumes like any other
     return Path(args.output_dir)
+
+# %% ../nbs/19_testing.ipynb #0cf17e97
+TINY_VOCODER_CONFIG = dict(sampling_rate=22050, fft_size=1024, hop_size=256, win_length=1024, window="hann",
+                           num_mels=80, fmin=80, fmax=7600, format="npy", generator_type="HiFiGANGenerator",
+                           generator_params=dict(in_channels=80, out_channels=1, channels=16, upsample_scales=[8, 8, 4],
+                                                 upsample_kernel_sizes=[16, 16, 8], resblock_kernel_sizes=[3],
+                                                 resblock_dilations=[[1, 3]]))
+
+def tiny_vocoder(out_dir, seed: int = 0, mean=None, scale=None, **config) -> Path:
+    "An untrained tiny HiFi-GAN saved in `parallel_wavegan`'s layout into `out_dir` (returned); `config` sets keys."
+    conf = {**TINY_VOCODER_CONFIG, **config}
+    torch.manual_seed(seed)
+    save_vocoder(out_dir, getattr(import_parallel_wavegan().models, conf["generator_type"])(**conf["generator_params"]),
+                 conf, mean, scale)
+    return Path(out_dir)

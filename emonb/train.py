@@ -24,8 +24,8 @@ logger = logging.getLogger("emonb.train")
 # %% auto #0
 __all__ = ['logger', 'FP32_MODULE_TYPES', 'CKPT_FORMAT', 'RESUME_MUTABLE', 'PREPARED_ARGS', 'parse_criterion', 'TrainerOptions',
            'get_rng_state', 'set_rng_state', 'atomic_link', 'StatsAccumulator', 'Reporter', 'keep_fp32',
-           'scheduler_interval', 'average_state_dicts', 'default_attention_fn', 'plot_attention', 'DistInfo',
-           'dist_info', 'init_distributed', 'Trainer', 'skip_batches', 'load_checkpoint', 'trainer_options',
+           'scheduler_interval', 'average_state_dicts', 'default_attention_fn', 'plot_attention', 'default_mel_fn',
+           'DistInfo', 'dist_info', 'init_distributed', 'Trainer', 'skip_batches', 'load_checkpoint', 'trainer_options',
            'train_main']
 
 # %% ../nbs/12_train.ipynb #ad9decfc
@@ -347,6 +347,24 @@ def plot_attention(att, path, title: str = ""):
     fig.colorbar(im, ax=ax)
     _save_figure(fig, path)
 
+# %% ../nbs/12_train.ipynb #d402ee14
+def default_mel_fn(model: nn.Module, batch: dict) -> dict:
+    ("`{target, predicted, lengths}`: the log-mel `(B, L, D)` of a teacher-forced `model(**batch)` and its output, "
+     "normalisation undone, with frame counts; {} for a model without `tts.dec`.")
+    tts = getattr(model, "tts", None)
+    dec, got = getattr(tts, "dec", None), {}
+    if dec is None: return {}
+    hooks = [tts.register_forward_pre_hook(lambda m, args: got.update(target=args[2], lengths=args[3])),
+             dec.register_forward_hook(lambda m, i, o: got.update(predicted=o[0]))]
+    try: model(**batch)
+    finally:
+        for h in hooks: h.remove()
+    L = min(got["target"].shape[1], got["predicted"].shape[1])        # whole decoder steps of r frames
+    n = got["lengths"].clamp(max=L)
+    norm = getattr(model, "normalize", None)
+    undo = lambda x: norm.inverse(x[:, :L].float(), n)[0] if norm is not None else x[:, :L].float()
+    return dict(target=undo(got["target"]), predicted=undo(got["predicted"]), lengths=n)
+
 # %% ../nbs/12_train.ipynb #f12be5d9
 @dataclass
 class DistInfo:
@@ -417,7 +435,7 @@ class Trainer:
     "Train `model` (`forward(**batch) -> (loss, stats, weight)`) with `optimizers`/`schedulers` on iterator factories."
     def __init__(self, model: nn.Module, optimizers, schedulers=(), train_iter_factory=None, valid_iter_factory=None,
                  output_dir=None, options: TrainerOptions | None = None, config: dict | None = None,
-                 attention_fn=default_attention_fn, plot_iter_factory=None):
+                 attention_fn=default_attention_fn, plot_iter_factory=None, mel_fn=default_mel_fn, vocoder=None):
         self.options = options = options or TrainerOptions()
         self.optimizers = [optimizers] if isinstance(optimizers, torch.optim.Optimizer) else list(optimizers)
         if not self.optimizers: raise ValueError("Trainer needs at least one optimizer")
@@ -426,6 +444,7 @@ class Trainer:
         if train_iter_factory is None: raise ValueError("Trainer needs a train_iter_factory")
         self.train_iter_factory, self.valid_iter_factory = train_iter_factory, valid_iter_factory
         self.plot_iter_factory, self.attention_fn = plot_iter_factory, attention_fn
+        self.mel_fn, self.vocoder = mel_fn, vocoder   # TensorBoard: mel images and, with a vocoder, audio samples
         self.dist = dist_info()
         for name, f in (("train_iter_factory", train_iter_factory),
                         ("valid_iter_factory", valid_iter_factory)):
@@ -445,7 +464,7 @@ class Trainer:
         self.reporter, self.acc = Reporter(), StatsAccumulator()
         self.pos = dict(epoch=1, epoch_iters=0, data_epoch=1, data_offset=0, iteration=0)
         self.skipped = dict(nonfinite_loss=0, nonfinite_grad=0)
-        self.interrupted, self._pending_rng, self._writer = False, None, None
+        self.interrupted, self._pending_rng, self._writer, self._recordings_logged = False, None, None, False
         self._boundary_rng, self._group_buffers = None, None
         if options.cuda_graph: self._use_cuda_graphs()
 
@@ -755,17 +774,48 @@ def _plot_attention(self: Trainer, epoch: int):
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             for uids, batch in factory.build_iter(1):
-                with self._autocast(): atts = self.attention_fn(m, _to_device(batch, self.device))
+                batch = _to_device(batch, self.device)
+                with self._autocast(): atts = self.attention_fn(m, batch)
                 if not atts: return
                 for i, uid in enumerate(uids[:left]):
                     for name, a in atts.items():
                         if a.dim() == 3:
                             plot_attention(a[i], self.output_dir/"att_ws"/f"ep{epoch:03d}"/f"{uid}.{name}.png",
                                            f"{uid} {name} epoch {epoch}")
+                if self._writer is not None: self._log_samples(epoch, list(uids[:left]), batch, atts)
                 left -= min(left, len(uids))
                 if left <= 0: break
     except Exception as e: logger.warning(f"attention plot of epoch {epoch} failed: {e!r}")
     finally: m.train()
+
+# %% ../nbs/12_train.ipynb #22c1aca2
+def _unit_image(x: torch.Tensor, lo=None, hi=None) -> np.ndarray:
+    "`(H, W)` values as an image in [0, 1], first row at the bottom (as `imshow(origin='lower')` draws it)."
+    x = x.detach().float().cpu()
+    lo, hi = (x.min() if lo is None else lo), (x.max() if hi is None else hi)
+    return ((x - lo) / max(float(hi - lo), 1e-8)).clamp(0, 1).flip(0).numpy()
+
+@patch
+def _log_samples(self: Trainer, epoch: int, uids: list, batch: dict, atts: dict):
+    "TensorBoard images (attention, target and predicted mel) and audio of the validation utterances `uids`."
+    w, mels = self._writer, (self.mel_fn(self.module, batch) if self.mel_fn is not None else {})
+    loud = lambda y: (y / max(1.0, float(np.abs(y).max()) / 0.99)).astype(np.float32)
+    fs = getattr(self.vocoder, "fs", None) or getattr(getattr(self.module, "feats_extract", None), "fs", None)
+    for i, uid in enumerate(uids):
+        for name, a in atts.items():
+            if a.dim() == 3: w.add_image(f"attention/{uid}/{name}", _unit_image(a[i].T), epoch, dataformats="HW")
+        if mels:
+            n = int(mels["lengths"][i])
+            t, p = mels["target"][i, :n], mels["predicted"][i, :n]
+            for k, x in (("target", t), ("predicted", p)):
+                w.add_image(f"mel/{uid}/{k}", _unit_image(x.T, t.min(), t.max()), epoch, dataformats="HW")
+            if self.vocoder is not None:
+                y = np.asarray(torch.as_tensor(self.vocoder(p.cpu())).cpu())
+                w.add_audio(f"audio/{uid}/predicted", loud(y), epoch, sample_rate=fs)
+        if fs and not self._recordings_logged and "speech" in batch:
+            y = batch["speech"][i, : int(batch["speech_lengths"][i])].float().cpu().numpy()
+            w.add_audio(f"audio/{uid}/recording", loud(y), epoch, sample_rate=fs)
+    self._recordings_logged = self._recordings_logged or (bool(fs) and "speech" in batch)
 
 # %% ../nbs/12_train.ipynb #ba7b61b9
 @patch
@@ -948,7 +998,7 @@ def _check_output_dir(args):
                               "or choose another --output_dir")
 
 # %% ../nbs/12_train.ipynb #44419de7
-def train_main(args, progress_bar: bool = True) -> Trainer | None:
+def train_main(args, progress_bar: bool = True, vocoder_factory=None) -> Trainer | None:
     ("The whole training run of a `TTSTask` namespace: prepare (rank 0), build, check, dump `config.yaml`, "
      "`Trainer.run()`.")
     if args.output_dir is None: raise ValueError("no --output_dir given: it is needed for the run's files")
@@ -970,9 +1020,11 @@ def train_main(args, progress_bar: bool = True) -> Trainer | None:
     train_it = TTSTask.build_iter_factory(args, "train")
     valid_it = (TTSTask.build_iter_factory(args, "valid")
                 if (args.valid_data_dir or args.valid_data_path_and_name_and_type) else None)
+    fe = getattr(model, "feats_extract", None)
+    vocoder = vocoder_factory(fe) if vocoder_factory is not None and args.use_tensorboard and fe is not None else None
     trainer = Trainer(model, [opt], [sched] if sched is not None else [], train_it, valid_it,
                       output_dir=args.output_dir, options=trainer_options(args, progress_bar=progress_bar),
-                      config=jsonable(vars(args)))
+                      config=jsonable(vars(args)), vocoder=vocoder)
     ckpt = Path(args.output_dir)/"checkpoint.pth"
     if ckpt.exists(): trainer.check_identity(load_checkpoint(ckpt), ckpt)
     if info.is_main: TTSTask.save_config(args)

@@ -4,15 +4,20 @@
 
 # %% ../nbs/13_vocoder.ipynb #7cbbdf73
 from __future__ import annotations
-import math, time
+import math, re, time
+from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 import librosa
 from fastcore.basics import patch
+from .core import load_yaml, save_yaml, safe_load, atomic_save
 
 # %% auto #0
-__all__ = ['overlap_add', 'griffin_lim', 'spectral_convergence', 'Spectrogram2Wav', 'sharpen_mel', 'bench_griffinlim']
+__all__ = ['VOCODER_KEYS', 'VOCODER_GENERATORS', 'BATCHED_GENERATORS', 'overlap_add', 'griffin_lim', 'spectral_convergence',
+           'Spectrogram2Wav', 'sharpen_mel', 'bench_griffinlim', 'import_parallel_wavegan', 'vocoder_front_end',
+           'check_vocoder_front_end', 'find_vocoder_files', 'load_vocoder_stats', 'build_vocoder_generator',
+           'save_vocoder', 'ParallelWaveGANVocoder']
 
 # %% ../nbs/13_vocoder.ipynb #49e4a7be
 def overlap_add(frames: torch.Tensor, hop_length: int) -> torch.Tensor:
@@ -85,6 +90,7 @@ def spectral_convergence(S, y, n_fft: int = 1024, hop_length: int = 256, window:
 class Spectrogram2Wav(torch.nn.Module):
     ("Log-mel `(L, n_mels)` or `(B, L, n_mels)` (as `LogMelFbank` outputs) -> waveform(s), "
      "by mel inversion and Griffin-Lim.")
+    options = ("n_iter", "momentum", "power", "sharpen")   # what Text2Speech may set for one call
     def __init__(self, fs: int = 22050, n_fft: int = 1024, hop_length: int = 256, win_length: int | None = 1024,
                  window: str | None = "hann", n_mels: int = 80, fmin: float | None = 80, fmax: float | None = 7600,
                  htk: bool = False, center: bool = True, normalized: bool = False, onesided: bool = True,
@@ -265,3 +271,208 @@ def bench_griffinlim(n_iter: int = 32, n_utts: int = 8, momentum: float = 0.99, 
                 librosa_s=secs["librosa"], ours_s=secs["ours"], ours_batched_s=secs["ours_batched"],
                 speedup=secs["librosa"] / secs["ours"], speedup_batched=secs["librosa"] / secs["ours_batched"],
                 sc_librosa=sc(out["librosa"]), sc_ours=sc(out["ours"]))
+
+# %% ../nbs/13_vocoder.ipynb #9ea3d339
+def import_parallel_wavegan():
+    "The `parallel_wavegan` package (the optional extra `vocoder`), importable with current SciPy."
+    import scipy.signal
+    if not hasattr(scipy.signal, "kaiser"):            # moved to scipy.signal.windows; parallel_wavegan 0.6.1 looks here
+        from scipy.signal.windows import kaiser
+        scipy.signal.kaiser = kaiser
+    try:
+        import parallel_wavegan.models, parallel_wavegan.layers
+    except ImportError as e:
+        raise ImportError(f"a parallel_wavegan vocoder needs the optional package: pip install \"emonb[vocoder]\" "
+                          f"(parallel-wavegan and h5py); the import failed with: {e}") from e
+    return parallel_wavegan
+
+# %% ../nbs/13_vocoder.ipynb #8db60d2b
+VOCODER_KEYS = dict(fs="sampling_rate", n_fft="fft_size", hop_length="hop_size", win_length="win_length",
+                    window="window", n_mels="num_mels", fmin="fmin", fmax="fmax")   # ours: parallel_wavegan's
+
+def vocoder_front_end(config: dict, name: str = "vocoder config") -> dict:
+    "The front end a `parallel_wavegan` vocoder was trained on (from its `config.yml`), in `LogMelFbank`'s names."
+    missing = [k for k in ("sampling_rate", "fft_size", "hop_size", "num_mels", "generator_params") if k not in config]
+    if missing: raise ValueError(f"{name}: not a parallel_wavegan vocoder config, it lacks {missing}")
+    p = {ours: config.get(theirs) for ours, theirs in VOCODER_KEYS.items()}
+    p["win_length"], p["window"] = p["win_length"] or p["n_fft"], p["window"] or "hann"
+    p["fmin"] = 0.0 if p["fmin"] is None else float(p["fmin"])
+    p["fmax"] = p["fs"] / 2 if p["fmax"] is None else float(p["fmax"])
+    return p | dict(htk=False, center=True, log_base=config.get("log_base", 10.0))  # librosa's Slaney mel, centred
+
+def check_vocoder_front_end(vocoder: dict, feats: dict, name: str = "the vocoder"):
+    "A `ValueError` naming every front-end setting in which a vocoder (`vocoder_front_end`) and the features differ."
+    bad = [f"{k}: {name} has {VOCODER_KEYS.get(k, k)}={vocoder[k]!r}"
+           f"{'' if k in VOCODER_KEYS else ' (always, in parallel_wavegan)'}, "
+           f"the acoustic model's front end has {k}={feats.get(k)!r}"
+           for k in ("fs", "n_fft", "hop_length", "win_length", "window", "n_mels", "fmin", "fmax", "htk", "center")
+           if vocoder[k] != feats.get(k)]
+    if bad: raise ValueError(f"{name} does not fit the acoustic model's features:\n  " + "\n  ".join(bad))
+
+# %% ../nbs/13_vocoder.ipynb #f2ca5ad5
+def find_vocoder_files(vocoder_file, vocoder_config=None) -> tuple:
+    ("`(checkpoint, config path, config, stats path or None)` of a vocoder saved by `parallel_wavegan`: `vocoder_file` "
+     "is its checkpoint or the folder holding it (then the latest `checkpoint-<N>steps.pkl`).")
+    ckpt = Path(vocoder_file)
+    if ckpt.is_dir():
+        steps = lambda p: int(m[1]) if (m := re.search(r"(\d+)steps", p.name)) else -1
+        found = sorted(ckpt.glob("checkpoint-*steps.pkl"), key=steps)
+        if not found: raise FileNotFoundError(f"{ckpt}: no checkpoint-<N>steps.pkl in this vocoder folder")
+        ckpt = found[-1]
+    if not ckpt.exists(): raise FileNotFoundError(f"{ckpt}: vocoder checkpoint not found")
+    config_file = Path(vocoder_config) if vocoder_config is not None else ckpt.parent/"config.yml"
+    if not config_file.exists():
+        raise FileNotFoundError(f"{config_file}: the vocoder's config.yml is missing (give vocoder_config=...)")
+    config = load_yaml(config_file)
+    stats = ckpt.parent/("stats.h5" if config.get("format") == "hdf5" else "stats.npy")
+    return ckpt, config_file, config, (stats if stats.exists() else None)
+
+def load_vocoder_stats(path, n_mels: int) -> tuple[np.ndarray, np.ndarray]:
+    "`(mean, scale)` of a vocoder's feature normalisation: `stats.h5` (datasets mean, scale) or `stats.npy` (rows)."
+    path = Path(path)
+    if path.suffix == ".h5":
+        try: import h5py
+        except ImportError: raise ImportError(f"{path}: reading it needs h5py: pip install \"emonb[vocoder]\"") from None
+        with h5py.File(path, "r") as f:
+            if not {"mean", "scale"} <= set(f): raise ValueError(f"{path}: expected datasets 'mean' and 'scale'")
+            mean, scale = f["mean"][()], f["scale"][()]
+    else: mean, scale = np.load(path, allow_pickle=False)[:2]
+    mean, scale = np.asarray(mean, np.float32).reshape(-1), np.asarray(scale, np.float32).reshape(-1)
+    if mean.shape != (n_mels,) or scale.shape != (n_mels,) or not (scale > 0).all():
+        raise ValueError(f"{path}: expected a mean and a positive scale of {n_mels} values (num_mels), "
+                         f"got shapes {mean.shape} and {scale.shape}")
+    return mean, scale
+
+# %% ../nbs/13_vocoder.ipynb #6da02502
+VOCODER_GENERATORS = ("HiFiGANGenerator", "MelGANGenerator", "ParallelWaveGANGenerator", "StyleMelGANGenerator")
+
+def _version(v) -> tuple: return tuple(int(x) for x in re.findall(r"\d+", str(v))[:3])
+
+def build_vocoder_generator(config: dict, checkpoint) -> torch.nn.Module:
+    "The generator of a `parallel_wavegan` checkpoint, built from its config; weights read with `weights_only=True`."
+    pwg = import_parallel_wavegan()
+    kind = config.get("generator_type", "ParallelWaveGANGenerator")
+    if kind not in VOCODER_GENERATORS:
+        raise ValueError(f"{checkpoint}: generator_type {kind!r} is not a mel vocoder emonb can run; "
+                         f"supported: {list(VOCODER_GENERATORS)}")
+    params = {k.replace("upsample_kernal_sizes", "upsample_kernel_sizes"): v
+              for k, v in config["generator_params"].items()}
+    g = getattr(pwg.models, kind)(**params)
+    state = safe_load(checkpoint, what="vocoder checkpoint")
+    if not isinstance(state, dict) or "generator" not in state.get("model", {}):
+        raise ValueError(f"{checkpoint}: not a parallel_wavegan checkpoint (expected the weights under "
+                         f"['model']['generator'])")
+    g.load_state_dict(state["model"]["generator"])
+    if params.get("out_channels", 1) > 1:                  # multi-band: a PQMF filter bank merges the sub-bands
+        old = _version(config.get("version", "0.1.0")) <= (0, 4, 2)          # saved before its defaults changed
+        old = dict(taps=62, cutoff_ratio=0.15, beta=9.0) if old else {}
+        g.pqmf = pwg.layers.PQMF(**{**config.get("pqmf_params", old), "subbands": params["out_channels"]})
+    if hasattr(g, "remove_weight_norm"): g.remove_weight_norm()
+    return g.eval()
+
+# %% ../nbs/13_vocoder.ipynb #90bad179
+def save_vocoder(out_dir, generator: torch.nn.Module, config: dict, mean=None, scale=None, steps: int = 0,
+                 discriminator: torch.nn.Module | None = None) -> Path:
+    "Write `generator` in `parallel_wavegan`'s layout (checkpoint, config.yml, stats); returns the checkpoint path."
+    pwg, out = import_parallel_wavegan(), Path(out_dir)
+    disc = discriminator if discriminator is not None else torch.nn.Module()
+    (g_opt, g_sched), (d_opt, d_sched) = _trainer_state(generator), _trainer_state(disc)
+    state = dict(optimizer=dict(generator=g_opt, discriminator=d_opt),
+                 scheduler=dict(generator=g_sched, discriminator=d_sched), steps=steps, epochs=0,
+                 model=dict(generator=generator.state_dict(), discriminator=disc.state_dict()))
+    ckpt = atomic_save(state, out/f"checkpoint-{steps}steps.pkl")
+    config = {"version": pwg.__version__, **config}
+    if mean is not None: _save_stats(out, np.stack([mean, scale]).astype(np.float32), config.get("format", "npy"))
+    tmp = out/".config.yml.tmp"
+    save_yaml(config, tmp)
+    tmp.replace(out/"config.yml")
+    return ckpt
+
+def _trainer_state(m: torch.nn.Module) -> tuple[dict, dict]:
+    "Fresh optimizer and scheduler states for `m`, as parallel_wavegan's trainer saves them beside the weights."
+    params = list(m.parameters())
+    if not params: return {}, {}
+    opt = torch.optim.Adam(params)
+    return opt.state_dict(), torch.optim.lr_scheduler.MultiStepLR(opt, [1]).state_dict()
+
+def _save_stats(out: Path, stats: np.ndarray, fmt: str):
+    "stats.npy (rows mean, scale) or stats.h5 (datasets mean, scale), as parallel_wavegan writes them; atomically."
+    name = "stats.h5" if fmt == "hdf5" else "stats.npy"
+    tmp = out/f".{name}.tmp"
+    if fmt == "hdf5":
+        import h5py
+        with h5py.File(tmp, "w") as f: f["mean"], f["scale"] = stats[0], stats[1]
+    else:
+        with open(tmp, "wb") as f: np.save(f, stats, allow_pickle=False)
+    tmp.replace(out/name)
+
+# %% ../nbs/13_vocoder.ipynb #aae9b5c0
+BATCHED_GENERATORS = ("HiFiGANGenerator", "MelGANGenerator")        # generators whose forward takes the mel alone
+
+class ParallelWaveGANVocoder(torch.nn.Module):
+    ("A neural vocoder saved by `parallel_wavegan` (HiFi-GAN, MelGAN, Parallel WaveGAN): log-mel `(L, n_mels)` or "
+     "`(B, L, n_mels)` of the front end `feats_params` (checked; natural log without it) -> waveform(s).")
+    options = ("sharpen",)                                  # what Text2Speech may set for one call
+    def __init__(self, vocoder_file, vocoder_config=None, feats_params: dict | None = None, sharpen: float = 0.0,
+                 sharpen_width: int = 3, batch: bool | None = None):
+        super().__init__()
+        self.checkpoint, self.config_file, self.config, stats = find_vocoder_files(vocoder_file, vocoder_config)
+        self.front_end = p = vocoder_front_end(self.config, str(self.config_file))
+        if feats_params is not None: check_vocoder_front_end(p, feats_params, f"vocoder {self.checkpoint}")
+        self.in_log_base = (feats_params or {}).get("log_base")
+        self.fs, self.n_fft, self.hop_length, self.n_mels, self.log_base = (p["fs"], p["n_fft"], p["hop_length"],
+                                                                            p["n_mels"], p["log_base"])
+        self.generator_type = self.config.get("generator_type", "ParallelWaveGANGenerator")
+        self.generator = build_vocoder_generator(self.config, self.checkpoint)
+        mean, scale = (load_vocoder_stats(stats, self.n_mels) if stats is not None
+                       else (np.zeros(self.n_mels, np.float32), np.ones(self.n_mels, np.float32)))
+        self.register_buffer("mean", torch.from_numpy(mean), persistent=False)
+        self.register_buffer("scale", torch.from_numpy(scale), persistent=False)
+        ln = lambda base: 1.0 if base is None else math.log(base)
+        self.to_vocoder_log = ln(self.in_log_base) / ln(self.log_base)   # e.g. ln mel -> log10 mel: 1 / ln 10
+        self.sharpen, self.sharpen_width, self.batch, self.stats_file = sharpen, sharpen_width, batch, stats
+
+    @classmethod
+    def from_feats_extract(cls, feats_extract, vocoder_file, vocoder_config=None, **kwargs):
+        "The vocoder for the features of `feats_extract` (a `LogMelFbank`), checked against its front end."
+        bad = sorted(set(kwargs) - {"sharpen", "sharpen_width", "batch"})
+        if bad: raise TypeError(f"vocoder_conf: {bad} are not options of a parallel_wavegan vocoder "
+                                f"(Griffin-Lim options have no meaning there); it takes sharpen, sharpen_width, batch")
+        return cls(vocoder_file, vocoder_config, feats_extract.get_parameters(), **kwargs)
+
+    _check = Spectrogram2Wav._check                         # the same input checks and messages
+
+    def num_samples(self, lengths): return lengths * self.hop_length
+
+    def extra_repr(self):
+        return (f"{self.generator_type}, checkpoint={str(self.checkpoint)!r}, fs={self.fs}, "
+                f"hop_length={self.hop_length}, n_mels={self.n_mels}, input log base={self.in_log_base or 'e'} -> "
+                f"{self.log_base}, stats={self.stats_file is not None}, sharpen={self.sharpen}")
+
+# %% ../nbs/13_vocoder.ipynb #bd5bfbcf
+@patch
+def _generate_batch(self: ParallelWaveGANVocoder, c: torch.Tensor) -> torch.Tensor:
+    "Waveforms `(B, L*hop)` of normalised, zero-padded features `(B, L, n_mels)` (HiFi-GAN, MelGAN)."
+    y = self.generator(c.transpose(1, 2))
+    if getattr(self.generator, "pqmf", None) is not None: y = self.generator.pqmf.synthesis(y)
+    return y[:, 0]
+
+@patch
+@torch.no_grad()
+def forward(self: ParallelWaveGANVocoder, mel, lengths=None, uids: list[str] | None = None):
+    ("Waveform for a log-mel `(L, n_mels)`; list of waveforms (each `num_samples(length)` long) for `(B, L, n_mels)`. "
+     "NumPy in, NumPy out.")
+    as_numpy = isinstance(mel, np.ndarray)
+    x = torch.as_tensor(mel).to(self.mean.device, torch.float32)
+    single = x.dim() == 2
+    x, lengths = self._check(x, lengths, uids)
+    if self.sharpen: x = sharpen_mel(x, self.sharpen, self.sharpen_width)
+    c = (x * self.to_vocoder_log - self.mean) / self.scale           # the vocoder's own feature normalisation
+    batched = (self.batch if self.batch is not None else x.device.type == "cuda") and len(c) > 1
+    if batched and self.generator_type in BATCHED_GENERATORS:
+        pad = torch.arange(c.shape[1], device=c.device)[None, :, None] >= lengths[:, None, None]
+        y = self._generate_batch(c.masked_fill(pad, 0.0))
+        out = [y[i, : n * self.hop_length] for i, n in enumerate(lengths.tolist())]
+    else: out = [self.generator.inference(c[i, :n]).reshape(-1) for i, n in enumerate(lengths.tolist())]
+    if as_numpy: out = [o.cpu().numpy() for o in out]
+    return out[0] if single else out

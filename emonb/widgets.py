@@ -60,8 +60,13 @@ class EmotionControlUI:
     "ipywidgets emotion control for a `Text2Speech`: set the widgets, click Synthesize (or call `synthesize()`)."
     default_text = "The leaves turn red in autumn."
 
-    def __init__(self, t2s=None, text: str | None = None, references="eval", n_iter: int | None = None, seed: int = 0):
-        self.t2s = t2s if isinstance(t2s, Text2Speech) else Text2Speech.from_pretrained(t2s or base_voice_dir())
+    def __init__(self, t2s=None, text: str | None = None, references="eval", n_iter: int | None = None, seed: int = 0,
+                 vocoder_file=None):
+        if isinstance(t2s, Text2Speech) and vocoder_file is not None:
+            raise ValueError("vocoder_file is for a model path; a Text2Speech brings its own vocoder "
+                             "(build it with Text2Speech(..., vocoder_file=...))")
+        self.t2s = (t2s if isinstance(t2s, Text2Speech)
+                    else Text2Speech.from_pretrained(t2s or base_voice_dir(), vocoder_file=vocoder_file))
         self.result: Synthesis | None = None                  # the last synthesis
         self.measured: dict | None = None                      # what was measured on it (f0 track, factors)
         self.factor_rows: list[dict] = []                      # the factor table, as data
@@ -216,11 +221,12 @@ def _build_decode(self: EmotionControlUI, n_iter, seed):
                                   **look()),
         use_att_constraint=W.Checkbox(value=d["use_att_constraint"], description="attention constraint", **look()),
         backward_window=W.IntSlider(value=d["backward_window"], min=0, max=10, description="backward window", **look()),
-        forward_window=W.IntSlider(value=d["forward_window"], min=1, max=20, description="forward window", **look()),
-        n_iter=W.IntSlider(value=n_iter or self.t2s.vocoder.n_iter, min=1, max=128,
-                           description="Griffin-Lim iterations", **look()),
-        sharpen=W.FloatSlider(value=self.t2s.vocoder.sharpen, min=0.0, max=2.0, step=0.25,
-                              description="spectral sharpening", **look()))
+        forward_window=W.IntSlider(value=d["forward_window"], min=1, max=20, description="forward window", **look()))
+    if "n_iter" in self.t2s.vocoder_options:                    # Griffin-Lim; a neural vocoder has no iterations
+        self.decode["n_iter"] = W.IntSlider(value=n_iter or self.t2s.vocoder.n_iter, min=1, max=128,
+                                            description="Griffin-Lim iterations", **look())
+    self.decode["sharpen"] = W.FloatSlider(value=self.t2s.vocoder.sharpen, min=0.0, max=2.0, step=0.25,
+                                           description="spectral sharpening", **look())
     self.seed = W.IntText(value=seed, description="seed", **look())
     self.decode["use_att_constraint"].observe(self._on_constraint, "value")
     self._on_constraint()

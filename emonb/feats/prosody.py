@@ -4,7 +4,7 @@
 
 # %% ../../nbs/06_feats.prosody.ipynb #2cffcd47
 from __future__ import annotations
-import functools, math, time
+import functools, logging, math, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -242,17 +242,31 @@ def _fit_speakers(cls, feats, utt2spk, percentiles, names) -> dict:
     return {s: cls.fit(f, percentiles, names) for s, f in _by_speaker(feats, utt2spk).items()}
 
 # %% ../../nbs/06_feats.prosody.ipynb #c894bb00
+def _anchor_points(by: dict, utt2emo: dict, anchor: str) -> dict:
+    "`{speaker: zero point}`: the median of its `anchor` utterances, else estimated through the emotions' offsets."
+    centre = {s: np.median(_as_matrix([v for u, v in f.items() if utt2emo[u] == anchor]), axis=0)
+              for s, f in by.items() if any(utt2emo[u] == anchor for u in f)}
+    if not centre: raise ValueError(f"fit: no training utterance is labelled {anchor!r}: nothing to anchor on "
+                                    f"(anchor=None scales each speaker by its own percentiles)")
+    off = {}
+    for s, c in centre.items():
+        for u, v in by[s].items(): off.setdefault(utt2emo[u], []).append(np.asarray(v) - c)
+    off = {e: np.median(_as_matrix(d), axis=0) for e, d in off.items()}
+    for s, f in by.items():
+        if s in centre: continue
+        est = [np.asarray(v) - off[utt2emo[u]] for u, v in f.items() if utt2emo[u] in off]
+        if not est: raise ValueError(f"fit: speaker {s!r} has no {anchor!r} utterance and no emotion that the voices "
+                                     f"with one have ({sorted(off)}): its scale cannot be anchored")
+        centre[s] = np.median(_as_matrix(est), axis=0)
+    return dict(sorted(centre.items()))
+
+# %% ../../nbs/06_feats.prosody.ipynb #4fca585d
 def _anchored_speakers(cls, feats, utt2spk, utt2emo, anchor, percentiles, names) -> dict:
-    "Per speaker: the span of all voices' factors centred on their `anchor` median, placed at this voice's median."
+    "Per speaker: the span of all voices' factors centred on their zero point, placed at this voice's zero point."
     by = _by_speaker(feats, utt2spk)
     nolab = [u for u in feats if u not in utt2emo]
     if nolab: raise ValueError(f"fit: utterance {nolab[0]!r} has no emotion in utt2emo ({len(nolab)} without)")
-    centre = {}
-    for s, f in by.items():
-        a = [v for u, v in f.items() if utt2emo[u] == anchor]
-        if not a: raise ValueError(f"fit: speaker {s!r} has no training utterance labelled {anchor!r} to anchor its "
-                                   f"scale on (anchor=None scales each speaker by its own percentiles)")
-        centre[s] = np.median(_as_matrix(a), axis=0)
+    centre = _anchor_points(by, utt2emo, anchor)
     lo, hi = np.percentile(np.concatenate([_as_matrix(f) - centre[s] for s, f in by.items()]), percentiles, axis=0)
     return {s: cls(c + lo, c + hi, names, percentiles, count=len(by[s])) for s, c in centre.items()}
 
@@ -267,6 +281,10 @@ def fit(cls: ProsodyNormalizer, feats, percentiles=(1.0, 99.0), names=FACTOR_NAM
         raise ValueError(f"fit: expected {len(names)} factors ({', '.join(names)}), found {X.shape[-1]}")
     if not np.isfinite(X).all(): raise ValueError("fit: training factors contain NaN or Inf")
     lo, hi = np.percentile(X, percentiles, axis=0)
+    if utt2spk is not None and utt2emo is not None and anchor is not None and anchor not in set(utt2emo.values()):
+        logging.getLogger("emonb.prosody").warning(f"no training utterance is labelled {anchor!r}: each speaker's "
+                                                   f"prosody is scaled by its own percentiles, not anchored")
+        anchor = None
     if utt2spk is not None and utt2emo is not None and anchor is not None:
         per = _anchored_speakers(cls, feats, utt2spk, utt2emo, anchor, percentiles, names)
     else: per = _fit_speakers(cls, feats, utt2spk, percentiles, names)
