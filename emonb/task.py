@@ -26,7 +26,8 @@ __all__ = ['BATCH_SCHEDULERS', 'tts_choices', 'feats_extract_choices', 'normaliz
            'emo_classifier_choices', 'CLASS_CHOICES', 'optim_choices', 'scheduler_choices', 'PREPARED_KEYS', 'WarmupLR',
            'scheduler_step_interval', 'pretrained_emotion_model', 'str2triple', 'int_or_none', 'float_or_none',
            'TTSTask', 'stats_dir', 'prepared_stamp', 'reuse_prepared', 'prepare_run', 'rebase_run_paths',
-           'load_weights', 'init_source', 'remap_token_rows', 'load_init_param', 'freeze_param', 'token_report']
+           'load_weights', 'init_source', 'remap_token_rows', 'load_init_param', 'freeze_param', 'token_report',
+           'init_feats_stats']
 
 # %% ../nbs/11_task.ipynb #82db2819
 class WarmupLR(torch.optim.lr_scheduler.LRScheduler):
@@ -187,7 +188,8 @@ def _trainer_arguments(cls: TTSTask, p):
     g = p.add_argument_group("pretraining")
     g.add_argument("--init_param", type=str, nargs="*", default=[],
                    help="'path:src_key:dst_key:exclude,keys'; path: a .pth or a model pack .zip (ESPnet2's or "
-                        "emonb's), embedding rows remapped to this run's token list (see load_init_param)")
+                        "emonb's), embedding rows remapped to this run's token list (see load_init_param); its mel "
+                        "statistics normalise the run unless normalize_conf names a stats_file (init_feats_stats)")
     g.add_argument("--ignore_init_mismatch", type=str2bool, default=False,
                    help="skip init_param tensors whose shape differs")
     g.add_argument("--freeze_param", type=str, nargs="*", default=[],
@@ -340,8 +342,11 @@ def prepare_features(cls: TTSTask, args, force: bool = False, progress: bool = F
         done["token_list"] = args.token_list
     stats = (args.normalize_conf or {}).get("stats_file")
     if args.normalize == "global_mvn" and (stats is None or force or not Path(stats).exists()):
-        fe = feats_extract_choices.build(args.feats_extract or "fbank", args.feats_extract_conf)
-        path = collect_stats(cls.build_dataset(args, "train", preprocess=False), fe, out/"train", progress=progress)
+        path = (init_feats_stats(args.init_param, out/"train"/"feats_stats.npz")
+                if stats is None and args.init_param else None)
+        if path is None:                                  # no pretrained model's statistics: the training set's
+            fe = feats_extract_choices.build(args.feats_extract or "fbank", args.feats_extract_conf)
+            path = collect_stats(cls.build_dataset(args, "train", preprocess=False), fe, out/"train", progress=progress)
         if stats is not None and not force:
             logging.getLogger("emonb.task").warning(f"normalize_conf stats_file {stats} not found: "
                                                   f"collected the training set's statistics into {path} instead")
@@ -366,7 +371,7 @@ def prepare_features(cls: TTSTask, args, force: bool = False, progress: bool = F
 # %% ../nbs/11_task.ipynb #153e1592
 PREPARED_KEYS = ("train_data_dir", "train_data_path_and_name_and_type", "valid_data_dir",
                  "valid_data_path_and_name_and_type", "feats_extract", "feats_extract_conf", "cleaner", "token_type",
-                 "emotions")
+                 "emotions", "init_param")
 
 # %% ../nbs/11_task.ipynb #5d2248a2
 def stats_dir(args) -> Path:
@@ -666,3 +671,20 @@ def apply_pretraining(cls: TTSTask, args, model: nn.Module) -> dict:
         if r["tokens"]: logging.info(f"init_param {spec}: {token_report(r['tokens'])}")
     out["frozen"] = freeze_param(model, args.freeze_param)
     return out
+
+# %% ../nbs/11_task.ipynb #2c321efa
+def init_feats_stats(init_param, path) -> Path | None:
+    ("Write to `path` (a `feats_stats.npz`) the mel statistics of the first `init_param` model holding them "
+     "(`normalize.mean`/`normalize.std`); None when none does.")
+    for spec in init_param or []:
+        sd = init_source(spec.split(":")[0])[0]
+        if "normalize.mean" not in sd or "normalize.std" not in sd: continue
+        mean, std = sd["normalize.mean"].double().numpy(), sd["normalize.std"].double().numpy()
+        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp.npz")
+        np.savez(tmp, count=np.array(1), sum=mean, sum_square=std**2 + mean**2)   # GlobalMVN gives back mean, std
+        tmp.replace(path)
+        logging.getLogger("emonb.task").info(f"normalize: the mel statistics of init_param {spec} (its model was "
+                                             f"trained with them), written to {path}")
+        return path
+    return None

@@ -77,3 +77,15 @@ def test_warm_start_from_espnet2_pack(tmp_path, monkeypatch, fusion):
         w = mine[k]
         if k in cols and w.shape != v.shape: w = torch.cat([w[:, :cols[k]], w[:, cols[k] + C:]], 1)
         assert torch.equal(w, v), k
+
+
+def test_warm_start_normalises_with_the_pack_statistics(tmp_path, monkeypatch):
+    "A warm start without stats_file of its own normalises with the statistics ESPnet2's GlobalMVN was built from."
+    from emonb.feats.mel import GlobalMVN as OurMVN
+    from emonb.task import init_feats_stats
+    monkeypatch.setenv("EMONB_CACHE", str(tmp_path/"cache"))
+    monkeypatch.chdir(tmp_path)
+    zip_path, _ = espnet2_pack(tmp_path)
+    path = init_feats_stats([str(zip_path)], tmp_path/"run/stats/train/feats_stats.npz")
+    ours, theirs = OurMVN(path), GlobalMVN(str(tmp_path/"exp/tts_stats_raw_char/train/feats_stats.npz"))
+    assert torch.equal(ours.mean, theirs.mean.float()) and torch.equal(ours.std, theirs.std.float())
