@@ -18,13 +18,16 @@ from .dataset import EMOTIONS, read_2column_text
 # %% auto #0
 __all__ = ['DEFAULT_PROFILES', 'PROFILE_ORDER', 'SENTENCES', 'VOCABULARY', 'TEMPLATES', 'HELDOUT_SENTENCES', 'KALDI_FILES',
            'CORPUS_VERSION', 'VOICES', 'HELDOUT_CELLS', 'MAX_TRAIN', 'COMMON_EMOTIONS', 'EMOTION_ALIASES',
-           'ESD_SPEAKERS', 'ESD_EMOTION_FOLDERS', 'ESD_EMOTION_ALIASES', 'ESD_SPLIT_FOLDERS', 'RAVDESS_EMOTIONS',
-           'RAVDESS_STATEMENTS', 'CREMAD_EMOTIONS', 'CREMAD_SENTENCES', 'CSV_COLUMNS', 'IMPORTERS', 'EmotionProfile',
-           'fill_template', 'compose_sentences', 'espeak_version', 'trim_silence', 'prosody_attrs', 'prosody_ssml',
-           'check_voice', 'synthesize_utterance', 'utterance_prosody', 'split_sentences', 'write_data_dir',
-           'read_data_dir', 'corpus_cells', 'corpus_jobs', 'utterance_id', 'make_corpus', 'make_base_corpus',
-           'make_judge_corpus', 'heldout_dir', 'make_heldout_corpus', 'normalize_emotion', 'esd_split',
-           'esd_speaker_dirs', 'prepare_esd', 'prepare_ravdess', 'prepare_cremad', 'prepare_csv']
+           'ESD_SPEAKERS', 'ESD_EMOTION_FOLDERS', 'ESD_EMOTION_ALIASES', 'ESD_SPLIT_FOLDERS', 'ESD_LAYOUT',
+           'RAVDESS_EMOTIONS', 'RAVDESS_STATEMENTS', 'RAVDESS_LAYOUT', 'CREMAD_EMOTIONS', 'CREMAD_SENTENCES',
+           'CREMAD_LAYOUT', 'CSV_COLUMNS', 'EMOVDB_SPEAKERS', 'EMOVDB_FOLDERS', 'EMOVDB_STYLES', 'EMOVDB_LAYOUT',
+           'ARCTIC_TEST_PROMPTS', 'IMPORTERS', 'EmotionProfile', 'fill_template', 'compose_sentences', 'espeak_version',
+           'trim_silence', 'prosody_attrs', 'prosody_ssml', 'check_voice', 'synthesize_utterance', 'utterance_prosody',
+           'split_sentences', 'write_data_dir', 'read_data_dir', 'corpus_cells', 'corpus_jobs', 'utterance_id',
+           'make_corpus', 'make_base_corpus', 'make_judge_corpus', 'heldout_dir', 'make_heldout_corpus',
+           'normalize_emotion', 'CorpusLayout', 'check_audio', 'check_layout', 'esd_split', 'esd_speaker_dirs',
+           'prepare_esd', 'prepare_ravdess', 'prepare_cremad', 'prepare_csv', 'read_arctic_prompts', 'emovdb_split',
+           'prepare_emovdb', 'fake_emovdb']
 
 # %% ../../nbs/04_data.corpus.ipynb #36ae57c0
 @dataclass
@@ -465,9 +468,10 @@ def make_heldout_corpus(out_dir=None, seed: int = 0, **kwargs) -> dict:
                        split_names=("eval",), **kwargs)
 
 # %% ../../nbs/04_data.corpus.ipynb #a784a895
-COMMON_EMOTIONS = ("neutral", "happy", "sad", "angry", "surprise", "fear", "disgust", "calm")
+COMMON_EMOTIONS = ("neutral", "happy", "sad", "angry", "surprise", "fear", "disgust", "calm", "amused", "sleepy")
 EMOTION_ALIASES = dict(neu="neutral", happiness="happy", hap="happy", joy="happy", sadness="sad", anger="angry",
-                       ang="angry", surprised="surprise", sur="surprise", fearful="fear", fea="fear", dis="disgust")
+                       ang="angry", surprised="surprise", sur="surprise", fearful="fear", fea="fear", dis="disgust",
+                       disgusted="disgust", amusement="amused", sleepiness="sleepy")
 
 # %% ../../nbs/04_data.corpus.ipynb #fd0089c7
 def normalize_emotion(name: str, where: str = "", aliases: dict | None = None) -> str:
@@ -503,11 +507,48 @@ def _read_text_any(path) -> str:
 def _speaker_split(spk: int, dev, eval_) -> str:
     return "eval" if spk in {int(s) for s in eval_} else "dev" if spk in {int(s) for s in dev} else "train"
 
+# %% ../../nbs/04_data.corpus.ipynb #067ab4e9
+@dataclass(frozen=True)
+class CorpusLayout:
+    "A corpus as published: regular expressions (POSIX paths relative to its root) of its audio and other files."
+    name: str
+    audio: str                   # every audio file
+    example: str                 # one audio path, for the errors
+    other: tuple = ()            # the distribution's other files: transcripts, prompt lists, archives
+    extra: tuple = (r"(.*/)?\..*", r"(.*/)?(?i:readme|license|copying)[^/]*")   # hidden files, documentation
+
+# %% ../../nbs/04_data.corpus.ipynb #d152a53a
+def check_audio(path, where: str = "", formats=("WAV",)) -> Path:
+    "`path` if soundfile reads its header (and its container is one of `formats`; None: any), else an error."
+    at = f"{where}: " if where else ""
+    try: info = sf.info(str(path))
+    except Exception as e: raise ValueError(f"{at}{path}: not a readable audio file ({type(e).__name__})") from None
+    if formats is not None and info.format not in formats:
+        raise ValueError(f"{at}{path}: {info.format} audio, expected {' or '.join(formats)}")
+    return Path(path)
+
+def check_layout(root, layout: CorpusLayout) -> list[Path]:
+    "The audio files below `root` (sorted) once every file was checked against `layout`; the first misfit -> error."
+    root = Path(root)
+    if not root.is_dir(): raise FileNotFoundError(f"{root}: {layout.name} root folder not found")
+    audio = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_dir() or any(re.fullmatch(x, rel) for x in layout.extra + layout.other): continue
+        if not re.fullmatch(layout.audio, rel):
+            raise ValueError(f"{p}: does not fit the {layout.name} layout (audio like {layout.example!r} below {root})")
+        audio.append(check_audio(p))
+    if not audio: raise FileNotFoundError(f"{root}: no {layout.name} audio (files like {layout.example!r})")
+    return audio
+
 # %% ../../nbs/04_data.corpus.ipynb #5dfbf32e
 ESD_SPEAKERS = dict(zh=tuple(f"{i:04d}" for i in range(1, 11)), en=tuple(f"{i:04d}" for i in range(11, 21)))
 ESD_EMOTION_FOLDERS = ("Neutral", "Angry", "Happy", "Sad", "Surprise")   # in the order of the utterance numbers
 ESD_EMOTION_ALIASES = {"中立": "neutral", "快乐": "happy", "伤心": "sad", "生气": "angry", "惊喜": "surprise"}
 ESD_SPLIT_FOLDERS = dict(train="train", evaluation="dev", test="eval")     # ESD's part folder -> our split
+ESD_LAYOUT = CorpusLayout(
+    "ESD", rf"(\d{{4}})/({'|'.join(ESD_EMOTION_FOLDERS)})/(({'|'.join(ESD_SPLIT_FOLDERS)})/)?\1_\d{{6}}\.wav",
+    "0011/Happy/train/0011_000751.wav", other=(r"(\d{4})/\1\.txt",))
 
 # %% ../../nbs/04_data.corpus.ipynb #1c847977
 def esd_split(index: int) -> str:
@@ -604,6 +645,7 @@ def prepare_esd(root, out_dir, speakers=None, lang: str | None = None, emotions=
     ("Import ESD (`<root>/<spk>/<spk>.txt`, `<root>/<spk>/<Emotion>/[<part>/]<uttid>.wav`) into "
      "`out_dir/{train,dev,eval}`; returns `{split: {speaker: {emotion: count}}}`.")
     keep, recs = _check_emotions(emotions), {"train": [], "dev": [], "eval": []}
+    check_layout(root, ESD_LAYOUT)
     for sd in esd_speaker_dirs(root, speakers, lang):
         for split, r in _esd_speaker_records(sd, keep, split_fn): recs[split].append(r)
     _write_splits(out_dir, recs, root)
@@ -618,6 +660,8 @@ def prepare_esd(root, out_dir, speakers=None, lang: str | None = None, emotions=
 RAVDESS_EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad",
                     "05": "angry", "06": "fear", "07": "disgust", "08": "surprise"}
 RAVDESS_STATEMENTS = {"01": "Kids are talking by the door.", "02": "Dogs are sitting by the door."}
+RAVDESS_LAYOUT = CorpusLayout("RAVDESS", r"([^/]+/)?Actor_(\d\d)/(\d\d-){6}\2\.wav",
+                              "Actor_12/03-01-05-01-02-01-12.wav")
 
 # %% ../../nbs/04_data.corpus.ipynb #cac39e40
 def prepare_ravdess(root, out_dir, dev_speakers=(21, 22), eval_speakers=(23, 24), emotions=None,
@@ -625,12 +669,9 @@ def prepare_ravdess(root, out_dir, dev_speakers=(21, 22), eval_speakers=(23, 24)
     ("Import RAVDESS (emotion, statement and actor coded in `MM-VV-EE-II-SS-RR-AA.wav`) "
      "into `out_dir/{train,dev,eval}`.")
     root, keep = Path(root), _check_emotions(emotions)
-    if not root.is_dir(): raise FileNotFoundError(f"{root}: RAVDESS root folder not found")
     recs = {"train": [], "dev": [], "eval": []}
-    for wav in sorted(root.rglob("*.wav")):
-        m = re.fullmatch(r"(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)", wav.stem)
-        if m is None: raise ValueError(f"{wav}: expected a RAVDESS file name like '03-01-05-01-02-01-12.wav'")
-        _, channel, emo, _, stmt, _, actor = m.groups()
+    for wav in check_layout(root, RAVDESS_LAYOUT):
+        _, channel, emo, _, stmt, _, actor = wav.stem.split("-")
         if channel not in ("01", "02"):
             raise ValueError(f"{wav}: unknown vocal channel code {channel!r} (01 speech, 02 song)")
         if channel == "02" and not include_song: continue
@@ -654,18 +695,18 @@ CREMAD_SENTENCES = dict(
     IWW="I wonder what this is about.", TAI="The airplane is almost full.", MTI="Maybe tomorrow it will be cold.",
     IWL="I would like a new alarm clock.", ITH="I think I have a doctor's appointment.", DFA="Don't forget a jacket.",
     ITS="I think I've seen this before.", TSI="The surface is slick.", WSI="We'll stop in a couple of minutes.")
+# the repository's AudioWAV folder; its other folders (AudioMP3, VideoFlash, ...) and files are passed over
+CREMAD_LAYOUT = CorpusLayout("CREMA-D", r"(.*/)?AudioWAV/\d{4}_[A-Z]{3}_[A-Z]{3}_[A-Z]{2}\.wav",
+                             "AudioWAV/1001_DFA_ANG_XX.wav", other=(r"(?!(.*/)?AudioWAV/)(?!.*\.wav$).*",))
 
 # %% ../../nbs/04_data.corpus.ipynb #a9322ef3
 def prepare_cremad(root, out_dir, dev_speakers=range(1082, 1087), eval_speakers=range(1087, 1092),
                    emotions=None) -> dict:
     "Import CREMA-D (`<actor>_<sentence>_<emotion>_<level>.wav`) into `out_dir/{train,dev,eval}`."
     root, keep = Path(root), _check_emotions(emotions)
-    if not root.is_dir(): raise FileNotFoundError(f"{root}: CREMA-D root folder not found")
     recs = {"train": [], "dev": [], "eval": []}
-    for wav in sorted(root.rglob("*.wav")):
-        m = re.fullmatch(r"(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})", wav.stem)
-        if m is None: raise ValueError(f"{wav}: expected a CREMA-D file name like '1001_DFA_ANG_XX.wav'")
-        actor, sent, emo, level = m.groups()
+    for wav in check_layout(root, CREMAD_LAYOUT):
+        actor, sent, emo, level = wav.stem.split("_")
         if sent not in CREMAD_SENTENCES:
             raise ValueError(f"{wav}: unknown CREMA-D sentence code {sent!r}; "
                              f"expected one of {sorted(CREMAD_SENTENCES)}")
@@ -707,6 +748,7 @@ def prepare_csv(csv_path, out_dir, split: str = "train", speaker: str = "spk0", 
         if not r["text"]: raise ValueError(f"{csv_path}:{i}: empty text")
         wav = Path(r["path"]) if Path(r["path"]).is_absolute() else csv_path.parent/r["path"]
         if not wav.is_file(): raise FileNotFoundError(f"{csv_path}:{i}: audio file not found: {wav}")
+        check_audio(wav, f"{csv_path}:{i}", formats=None)
         emotion = normalize_emotion(r["emotion"], f"{csv_path}:{i}", aliases)
         if keep is not None and emotion not in keep: continue
         spk = r.get("speaker") or speaker
@@ -719,5 +761,82 @@ def prepare_csv(csv_path, out_dir, split: str = "train", speaker: str = "spk0", 
         recs.append(dict(uid=uid, wav=wav.resolve(), text=r["text"], emotion=emotion, speaker=spk))
     return _write_splits(out_dir, {split: recs}, csv_path)
 
+# %% ../../nbs/04_data.corpus.ipynb #f7d0ea43
+EMOVDB_SPEAKERS = ("bea", "jenie", "josh", "sam")
+EMOVDB_FOLDERS = dict(Amused="amused", Angry="angry", Disgusted="disgust", Neutral="neutral", Sleepy="sleepy")
+EMOVDB_STYLES = dict(amused="amused", anger="angry", disgust="disgust", neutral="neutral", sleepiness="sleepy")
+_spk, _emo, _style = ("|".join(x) for x in (EMOVDB_SPEAKERS, EMOVDB_FOLDERS, EMOVDB_STYLES))
+EMOVDB_LAYOUT = CorpusLayout("EmoV-DB", rf"({_spk})_({_emo})/({_style})_\d+-\d+_\d{{4}}\.wav",
+                             "bea_Amused/amused_1-15_0001.wav",
+                             other=(r"cmuarctic\.data", rf"({_spk})_({_emo})\.tar\.gz"))
+
+# %% ../../nbs/04_data.corpus.ipynb #610212a7
+def read_arctic_prompts(path) -> dict:
+    "`{prompt id: text}` of CMU Arctic's `cmuarctic.data` (lines `( arctic_a0001 \"text\" )`); a bad line -> error."
+    out = {}
+    for i, line in enumerate(_read_text_any(path).splitlines(), 1):
+        if not line.strip(): continue
+        m = re.fullmatch(r'\s*\(\s*(arctic_[ab]\d{4})\s+"(.*)"\s*\)\s*', line)
+        if m is None: raise ValueError(f"{path}:{i}: expected a line like '( arctic_a0001 \"text\" )', got {line!r}")
+        out[m.group(1)] = m.group(2).strip()
+    return out
+
+def emovdb_split(n: int) -> str:
+    "The split of EmoV-DB sentence `n`: 1, 21, 41, ... dev; 2, 22, 42, ... eval; the rest train."
+    return "dev" if n % 20 == 1 else "eval" if n % 20 == 2 else "train"
+
+# %% ../../nbs/04_data.corpus.ipynb #1596dbfc
+def _emovdb_record(wav: Path, prompts: dict, where: Path) -> dict:
+    "The record of one EmoV-DB file (its folder and style must agree; its prompt must exist)."
+    spk, folder = wav.parent.name.split("_")
+    style, _, num = wav.stem.split("_")
+    emotion = EMOVDB_FOLDERS[folder]
+    if EMOVDB_STYLES[style] != emotion: raise ValueError(f"{wav}: a {style!r} file in the {folder} folder")
+    if f"arctic_a{num}" not in prompts: raise ValueError(f"{wav}: prompt arctic_a{num} is not in {where}")
+    return dict(uid=f"{spk}_{emotion}_{num}", wav=wav.resolve(), text=prompts[f"arctic_a{num}"], emotion=emotion,
+                speaker=spk)
+
+def prepare_emovdb(root, out_dir, emotions=None, prompts=None) -> dict:
+    ("Import EmoV-DB as OpenSLR 115 unpacks it (`<speaker>_<Emotion>/<style>_<a>-<b>_<NNNN>.wav`, `cmuarctic.data`, "
+     "or `prompts`) into `out_dir/{train,dev,eval}` (`emovdb_split`).")
+    root, keep = Path(root), _check_emotions(emotions)
+    wavs = check_layout(root, EMOVDB_LAYOUT)
+    prompts = Path(prompts) if prompts is not None else root/"cmuarctic.data"
+    if not prompts.is_file():
+        raise FileNotFoundError(f"{prompts}: CMU Arctic prompts not found; put cmuarctic.data "
+                                f"(festvox.org/cmu_arctic/cmuarctic.data) in {root}")
+    text, recs, seen = read_arctic_prompts(prompts), {"train": [], "dev": [], "eval": []}, {}
+    for wav in wavs:
+        r = _emovdb_record(wav, text, prompts)
+        if r["uid"] in seen: raise ValueError(f"{wav}: sentence {wav.stem[-4:]} again (also {seen[r['uid']]})")
+        seen[r["uid"]] = wav
+        if keep is None or r["emotion"] in keep: recs[emovdb_split(int(wav.stem[-4:]))].append(r)
+    return _write_splits(out_dir, recs, root)
+
+# %% ../../nbs/04_data.corpus.ipynb #d3f1b99d
+ARCTIC_TEST_PROMPTS = {1: "Author of the danger trail, Philip Steels, etc.",
+                       2: "Not at this particular case, Tom, apologized Whittemore.",
+                       3: "For the twentieth time that evening the two men shook hands."}
+
+def fake_emovdb(root, speakers=None, sentences=ARCTIC_TEST_PROMPTS, speech=None, sr: int = 16000) -> Path:
+    ("A small EmoV-DB tree as OpenSLR 115 unpacks: `speakers` `{name: [Emotion folders]}` (default `bea` all, "
+     "`josh` his three), `sentences` `{n: text}`; audio: tones, or the waveforms in `speech` (at `sr`) in turn.")
+    root, style = Path(root), {e: s for s, e in EMOVDB_STYLES.items()}
+    speakers = speakers or dict(bea=list(EMOVDB_FOLDERS), josh=["Amused", "Neutral", "Sleepy"])
+    k = 0
+    for spk, folders in speakers.items():
+        for folder in folders:
+            (root/f"{spk}_{folder}").mkdir(parents=True, exist_ok=True)
+            for n in sentences:
+                y = speech[k % len(speech)] if speech else 0.3 * np.sin(np.arange(int(0.05 * (n + 2) * sr)) * 0.1)
+                sf.write(root/f"{spk}_{folder}"/f"{style[EMOVDB_FOLDERS[folder]]}_1-28_{n:04d}.wav",
+                         np.asarray(y, np.float32), sr, subtype="PCM_16")
+                k += 1
+    (root/f"{spk}_{folder}.tar.gz").write_bytes(b"\x1f\x8b")                  # a tarball kept beside its folder
+    (root/"cmuarctic.data").write_text("".join(f'( arctic_a{n:04d} "{t}" )\n' for n, t in sentences.items())
+                                       + '( arctic_b0001 "Unknown and unexpected, too." )\n', encoding="utf-8")
+    return root
+
 # %% ../../nbs/04_data.corpus.ipynb #f519f82e
-IMPORTERS = dict(esd=prepare_esd, ravdess=prepare_ravdess, cremad=prepare_cremad, csv=prepare_csv)
+IMPORTERS = dict(esd=prepare_esd, ravdess=prepare_ravdess, cremad=prepare_cremad, emovdb=prepare_emovdb,
+                 csv=prepare_csv)
