@@ -662,9 +662,10 @@ def emotions_of(data_dirs) -> list:
 
 # %% ../nbs/07_emotion.ipynb #6c27145b
 def _judge_eval_dir(corpus_dir: Path, eval_dir) -> Path:
-    "`eval_dir`, else `corpus_dir/eval` when it exists, else the embedded corpus' eval split."
+    "`eval_dir`, else `corpus_dir/eval` when it holds utterances, else the embedded corpus' eval split."
     if eval_dir is not None: return Path(eval_dir)
-    return corpus_dir/"eval" if (corpus_dir/"eval"/"wav.scp").exists() else data_samples_dir()/"eval"
+    own = corpus_dir/"eval"/"wav.scp"
+    return own.parent if own.exists() and own.stat().st_size > 0 else data_samples_dir()/"eval"
 
 def train_judge(corpus_dir, out_file=None, eval_dir=None, seed: int = 0, epochs: int = 15, dropout: float = 0.3,
                 progress: bool = False, emotions=None) -> MelSER:

@@ -16,7 +16,8 @@ from .data.dataset import EmoDataset, EmoPreprocessor, EMOTIONS, collate, write_
 from .data.sampler import BATCH_TYPES, build_batch_sampler, SequenceIterFactory
 from .feats.mel import LogMelFbank, GlobalMVN, collect_stats
 from .feats.prosody import make_emo_feats, ProsodyFactors
-from .emotion import ProsodySER, MelSER, load_emotion_model, train_speaker_id, load_speaker_id, extract_spembs
+from .emotion import (ProsodySER, MelSER, emotion_model_file, load_emotion_model, train_speaker_id,
+                           load_speaker_id, extract_spembs)
 from .models.tacotron2 import Tacotron2Controllable
 from .model import EmoTTSModel, ProsodyExtract
 
@@ -54,8 +55,9 @@ def scheduler_step_interval(name: str | None) -> str | None:
 
 # %% ../nbs/11_task.ipynb #e8a25c29
 def pretrained_emotion_model(path, map_location: str = "cpu") -> nn.Module:
-    "An emotion model saved by `emonb.emotion.save_emotion_model` (for `emo_classifier: pretrained`)."
-    return load_emotion_model(path, map_location)
+    ("An emotion model saved by `emonb.emotion.save_emotion_model`, or the mel judge of a train-judge folder "
+     "(for `emo_classifier: pretrained`).")
+    return load_emotion_model(emotion_model_file(path), map_location)
 
 tts_choices = ClassChoices("tts", dict(tacotron2=Tacotron2Controllable), type_check=nn.Module, default="tacotron2")
 feats_extract_choices = ClassChoices("feats_extract", dict(fbank=LogMelFbank), type_check=nn.Module, default="fbank",
