@@ -19,7 +19,7 @@ from .feats.prosody import FACTOR_NAMES, ProsodyFactors, ProsodyNormalizer, coun
 from .model import Conditioning
 from .task import TTSTask
 from .vocoder import Spectrogram2Wav
-from .emotion import load_speaker_id
+from .emotion import emotion_model_file, load_speaker_id
 
 # %% auto #0
 __all__ = ['MODEL_PREFERENCE', 'find_model_file', 'Text2Speech', 'Synthesis', 'split_text', 'file_sha256', 'check_checksums',
@@ -476,6 +476,9 @@ def export_model(run_dir, out_dir, model_file=None, readme: str = "", overwrite:
     conf.update(output_dir=None, stats_dir=None, init_param=[], train_emo_feats=None, valid_emo_feats=None,
                 train_shape_file=None, valid_shape_file=None, resume=False)
     conf["normalize_conf"] = {**(conf.get("normalize_conf") or {}), "stats_file": "feats_stats.npz"}   # beside it
+    teacher = emotion_model_file(conf["emo_classifier_conf"]["path"]) if conf.get("emo_classifier") == "pretrained" \
+        else None                                                  # a soft-label teacher travels with the model
+    if teacher is not None: conf["emo_classifier_conf"] = {**conf["emo_classifier_conf"], "path": "emo_classifier.pt"}
     tmp = out.parent/f".{out.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp/"prosody").mkdir(parents=True)
@@ -486,7 +489,9 @@ def export_model(run_dir, out_dir, model_file=None, readme: str = "", overwrite:
         save_yaml(conf, tmp/"config.yaml")
         save_token_list(TTSTask.token_list(t2s.args), tmp/"tokens.txt")
         (tmp/"README.md").write_text(model_readme(run, model_file, t2s, readme))
+        if teacher is not None: shutil.copyfile(teacher, tmp/"emo_classifier.pt")
         files = ["model.pth", "config.yaml", "tokens.txt", "feats_stats.npz", "prosody/prosody_stats.npz", "README.md"]
+        files += ["emo_classifier.pt"] if teacher is not None else []
         (tmp/"SHA256SUMS").write_text("".join(f"{file_sha256(tmp/f)}  {f}\n" for f in files))
         if out.exists(): shutil.rmtree(out)
         tmp.rename(out)

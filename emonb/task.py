@@ -558,6 +558,9 @@ def load_weights(path, map_location="cpu") -> dict:
 def build_model_from_file(cls: TTSTask, config_file, model_file=None, device="cpu"):
     "`(model, args)` from a run's `config.yaml` and (optionally) its weights; the model in eval mode on `device`."
     args = cls.parse_args(["--config", str(config_file)])
+    teacher = (args.emo_classifier_conf or {}).get("path") if args.emo_classifier == "pretrained" else None
+    if teacher and not Path(teacher).exists() and (Path(config_file).parent/teacher).exists():
+        args.emo_classifier_conf["path"] = str(Path(config_file).parent/teacher)   # beside the config (exported)
     if model_file is not None:   # the statistics travel in the weights: no stats files needed
         for conf in ("normalize_conf", "emo_extract_conf"):
             if "stats_file" in (getattr(args, conf) or {}): getattr(args, conf)["stats_file"] = None
