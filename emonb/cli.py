@@ -533,6 +533,7 @@ def evaluate_cmd(args):
             arg("--seed", type=int, default=0, help="seed of the split and the training"),
             arg("--dev", type=float, default=0.1, help="share of the sentences held out for validation"),
             arg("--eval", type=float, default=0.15, help="share of the sentences held out for the report"),
+            arg("--dropout", type=float, default=0.1, help="dropout of the mel judge"),
             arg("--no_prosody", action="store_true", help="skip the prosody-factor judge"))
 def train_judge_cmd(args):
     "Train judges with emonb.emotion.train_judges and print their report."
@@ -541,7 +542,7 @@ def train_judge_cmd(args):
         if not 0 < getattr(args, k) < 0.5: raise UsageError(f"--{k} must lie in (0, 0.5), got {getattr(args, k)}")
     if args.epochs < 1: raise UsageError(f"--epochs must be positive, got {args.epochs}")
     got = train_judges(args.data, args.out, seed=args.seed, epochs=args.epochs, prosody=not args.no_prosody,
-                       dev=args.dev, eval_=args.eval, progress=True)
+                       dev=args.dev, eval_=args.eval, dropout=args.dropout, progress=True)
     print(got["report"].read_text())
 
 # %% ../nbs/17_cli.ipynb #d1c52037

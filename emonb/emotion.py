@@ -804,13 +804,14 @@ def judge_report(out_dir, judges: dict, split: dict) -> Path:
 
 # %% ../nbs/07_emotion.ipynb #349665e1
 def train_judges(data, out_dir, seed: int = 0, epochs: int = 15, prosody: bool = True, dev: float = 0.1,
-                 eval_: float = 0.15, progress: bool = False) -> dict:
+                 eval_: float = 0.15, dropout: float = 0.1, progress: bool = False) -> dict:
     ("`judge_split` of `data` into `out_dir/split`, then the mel judge (`judge_melser.pt`) and the prosody judge "
      "(`judge_prosody.pt`) trained on it and scored on its eval split; `report.md` and plots beside them.")
     out_dir = Path(out_dir)
     split = judge_split(data, out_dir/"split", dev, eval_, seed)
     kw = dict(seed=seed, emotions=split["emotions"])
-    judges = dict(mel=train_judge(out_dir/"split", out_dir/JUDGE_FILES["mel"], epochs=epochs, progress=progress, **kw))
+    judges = dict(mel=train_judge(out_dir/"split", out_dir/JUDGE_FILES["mel"], epochs=epochs, dropout=dropout,
+                                  progress=progress, **kw))
     if prosody: judges["prosody"] = train_prosody_judge(out_dir/"split", out_dir/JUDGE_FILES["prosody"], **kw)
     return dict(judges=judges, split=split, report=judge_report(out_dir, judges, split))
 
