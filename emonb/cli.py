@@ -13,7 +13,7 @@ from typing import Callable
 __all__ = ['SUBCOMMANDS', 'USER_ERRORS', 'TRAIN_CLI_OPTIONS', 'VOCODER_ARGS', 'BENCHMARKS', 'arg', 'Subcommand', 'subcommand',
            'UsageError', 'build_parser', 'main', 'make_corpus_cmd', 'prepare_cmd', 'collect_stats_cmd',
            'extract_prosody_cmd', 'parse_train_args', 'default_eval_dir', 'train_cmd', 'vocoder_request', 'synth_cmd',
-           'evaluate_cmd', 'export_cmd', 'pack_cmd', 'bench_cmd']
+           'evaluate_cmd', 'train_judge_cmd', 'export_cmd', 'pack_cmd', 'bench_cmd']
 
 # %% ../nbs/17_cli.ipynb #aea3c05f
 def arg(*flags, **kwargs) -> tuple:
@@ -176,8 +176,8 @@ def _wrote(counts: dict) -> str:
         f" (speakers {', '.join(spks)})" if spks else "")
 
 # %% ../nbs/17_cli.ipynb #028b2e80
-@subcommand("prepare", "import a real emotional corpus (esd, ravdess, cremad, csv) into Kaldi-style data dirs",
-            arg("corpus", choices=["esd", "ravdess", "cremad", "csv"], help="which corpus format SRC has"),
+@subcommand("prepare", "import a real emotional corpus (esd, ravdess, cremad, emovdb, csv) into Kaldi-style data dirs",
+            arg("corpus", choices=["esd", "ravdess", "cremad", "emovdb", "csv"], help="which corpus format SRC has"),
             arg("src", type=Path, help="the corpus root folder (for csv: the CSV file of path,text,emotion[,speaker])"),
             arg("out", type=Path, help="output folder; data dirs are written to OUT/{train,dev,eval}"),
             arg("--emotions", type=_csv_list, default=None, metavar="LIST",
@@ -200,7 +200,7 @@ def prepare_cmd(args):
     kw = dict(emotions=args.emotions)
     given = {k for k in ("dev_speakers", "eval_speakers", "speakers", "lang", "include_song") if getattr(args, k)}
     allowed = dict(esd={"speakers", "lang"}, ravdess={"dev_speakers", "eval_speakers", "include_song"},
-                   cremad={"dev_speakers", "eval_speakers"}, csv=set())[args.corpus]
+                   cremad={"dev_speakers", "eval_speakers"}, emovdb=set(), csv=set())[args.corpus]
     if given - allowed:
         raise UsageError(f"{', '.join('--' + k for k in sorted(given - allowed))} "
                          f"not used for {args.corpus}")
@@ -508,7 +508,8 @@ def synth_cmd(args):
                      "(config.yaml beside it, or --config)"),
             arg("--config", type=Path, default=None, help="config.yaml of the weights file, when not beside it"),
             arg("--data_dir", type=Path, default=None,
-                help="Kaldi dir to evaluate on (default: the embedded corpus' eval split)"),
+                help="Kaldi dir to evaluate on (default: the eval dir beside the run's train_data_dir, else the "
+                     "embedded corpus' eval split)"),
             arg("--out", type=Path, default=None, help="output folder (default: MODEL_DIR/eval)"),
             arg("--max_utts", type=int, default=None,
                 help="evaluate only this many utterances (in turn from each emotion; the intelligibility uses all)"),
@@ -522,7 +523,10 @@ def synth_cmd(args):
             arg("--train_data_dir", type=Path, default=None,
                 help="training sentences for the intelligibility (default: the run's train_data_dir, when present)"),
             arg("--max_train_sentences", type=int, default=6,
-                help="training sentences to transcribe (in every emotion)"))
+                help="training sentences to transcribe (in every emotion)"),
+            arg("--judge", type=Path, default=None,
+                help="emotion judge: a file or an `emonb train-judge` folder (default: the committed judge for a "
+                     "model of the embedded corpus, else MODEL_DIR/judge, trained on the run's data if missing)"))
 def evaluate_cmd(args):
     ("Evaluate a trained run with emonb.evaluate.evaluate_model; "
      "prints the report and writes metrics.json and report.md.")
@@ -533,14 +537,39 @@ def evaluate_cmd(args):
     t2s = Text2Speech.from_pretrained(args.model, config_file=args.config,
                                       decode_conf=dict(quantize=args.quantize), **vocoder_request(args))
     out = args.out or (args.model if args.model.is_dir() else args.model.parent)/"eval"
+    beside = Path(t2s.args.train_data_dir).parent/"eval" if getattr(t2s.args, "train_data_dir", None) else None
+    data_dir = args.data_dir or (beside if beside is not None and (beside/"text").exists() else None)
     kw = dict(control_factors=()) if args.no_control else {}
     if args.no_intensity: kw["intensities"] = ()
-    m = evaluate_model(t2s, args.data_dir, out, max_utts=args.max_utts, batch_size=args.batch_size, progress=True,
+    m = evaluate_model(t2s, data_dir, out, judge=args.judge, max_utts=args.max_utts, batch_size=args.batch_size,
+                       progress=True,
                        intelligibility=not args.no_intelligibility, train_dir=args.train_data_dir,
                        max_train_sentences=args.max_train_sentences, **kw)
     report = format_report(m)
     Path(out, "report.md").write_text(report + "\n")
     print(report)
+
+# %% ../nbs/17_cli.ipynb #def99312
+@subcommand("train-judge", "train emotion judges (mel and prosody-factor classifiers) on any corpus, with a report",
+            arg("data", type=Path, nargs="+", metavar="DATA_DIR",
+                help="Kaldi dirs (wav.scp text utt2emo) or corpus folders of train/dev/eval dirs, pooled"),
+            arg("--out", type=Path, required=True,
+                help="output folder: judge_melser.pt, judge_prosody.pt, report.md, confusion plots, split/"),
+            arg("--epochs", type=int, default=15, help="epochs of the mel judge"),
+            arg("--seed", type=int, default=0, help="seed of the split and the training"),
+            arg("--dev", type=float, default=0.1, help="share of the sentences held out for validation"),
+            arg("--eval", type=float, default=0.15, help="share of the sentences held out for the report"),
+            arg("--dropout", type=float, default=0.1, help="dropout of the mel judge"),
+            arg("--no_prosody", action="store_true", help="skip the prosody-factor judge"))
+def train_judge_cmd(args):
+    "Train judges with emonb.emotion.train_judges and print their report."
+    from emonb.emotion import train_judges
+    for k in ("dev", "eval"):
+        if not 0 < getattr(args, k) < 0.5: raise UsageError(f"--{k} must lie in (0, 0.5), got {getattr(args, k)}")
+    if args.epochs < 1: raise UsageError(f"--epochs must be positive, got {args.epochs}")
+    got = train_judges(args.data, args.out, seed=args.seed, epochs=args.epochs, prosody=not args.no_prosody,
+                       dev=args.dev, eval_=args.eval, dropout=args.dropout, progress=True)
+    print(got["report"].read_text())
 
 # %% ../nbs/17_cli.ipynb #d1c52037
 @subcommand("export", "write a trained run as a self-contained model folder (weights, config, tokens, statistics)",

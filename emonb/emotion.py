@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_emotion.ipynb #cd45e65c
 from __future__ import annotations
-import math, tempfile
+import math, shutil, tempfile
 from pathlib import Path
 import numpy as np
 import torch
@@ -13,8 +13,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 from fastcore.basics import patch
 from .core import ClassChoices, atomic_save, data_samples_dir, repo_root, safe_load, set_seed
-from .data.dataset import (EMOTIONS, EmoDataset, EmoPreprocessor, _check_same_ids, read_2column_text,
-                                 write_shape_files)
+from .data.dataset import (EMOTIONS, EmoDataset, EmoPreprocessor, _check_same_ids, parse_mixture,
+                                 read_2column_text, write_shape_files)
+from .data.corpus import read_data_dir, write_data_dir
+from matplotlib.figure import Figure
 from .data.text import build_token_list
 import librosa, soundfile as sf
 from .data.sampler import SequenceIterFactory, build_batch_sampler
@@ -22,15 +24,16 @@ from .feats.mel import GlobalMVN, LogMelFbank, collect_stats
 from .feats.prosody import FACTOR_NAMES, ProsodyNormalizer, extract_prosody
 
 # %% auto #0
-__all__ = ['emotion_models', 'FORMAT', 'JUDGE_ENCODER_CONF', 'SPEAKER_ENCODER_CONF', 'check_vectors', 'EmotionModule',
-           'ProsodySER', 'Emo2Prosody', 'MaskedBatchNorm2d', 'StyleTokenLayer', 'ReferenceEncoder', 'check_lengths',
-           'MelSER', 'save_emotion_model', 'load_emotion_model', 'prosody_split', 'fit_split', 'scale_split',
-           'fit_epochs', 'train_prosody_ser', 'ser_scores', 'predict_prosody_ser', 'train_emo2prosody',
+__all__ = ['emotion_models', 'FORMAT', 'JUDGE_ENCODER_CONF', 'JUDGE_FILES', 'SPEAKER_ENCODER_CONF', 'check_vectors',
+           'EmotionModule', 'ProsodySER', 'Emo2Prosody', 'MaskedBatchNorm2d', 'StyleTokenLayer', 'ReferenceEncoder',
+           'check_lengths', 'MelSER', 'save_emotion_model', 'load_emotion_model', 'prosody_split', 'fit_split',
+           'scale_split', 'fit_epochs', 'train_prosody_ser', 'ser_scores', 'predict_prosody_ser', 'train_emo2prosody',
            'emo2prosody_mae', 'per_utterance', 'predict_mel_ser', 'fit_mel_classifier', 'train_mel_ser',
-           'default_judge_path', 'train_judge', 'load_judge', 'utterance_cmn', 'speed_perturbed_name',
-           'speaker_classes', 'SpeakerID', 'load_speaker_id', 'speaker_dataset', 'speed_perturb_dir',
-           'predict_speaker_id', 'train_speaker_id', 'write_text_float', 'extract_spembs', 'default_speaker_judge_path',
-           'train_speaker_judge', 'load_speaker_judge']
+           'default_judge_path', 'emotions_of', 'train_judge', 'emotion_model_file', 'load_judge', 'judge_split',
+           'train_prosody_judge', 'plot_confusion', 'judge_report', 'train_judges', 'utterance_cmn',
+           'speed_perturbed_name', 'speaker_classes', 'SpeakerID', 'load_speaker_id', 'speaker_dataset',
+           'speed_perturb_dir', 'predict_speaker_id', 'train_speaker_id', 'write_text_float', 'extract_spembs',
+           'default_speaker_judge_path', 'train_speaker_judge', 'load_speaker_judge']
 
 # %% ../nbs/07_emotion.ipynb #8a9fe33f
 def _who(uids, i: int) -> str:
@@ -649,24 +652,171 @@ def _judge_file(path, default: Path, role: str) -> Path:
     return path
 
 # %% ../nbs/07_emotion.ipynb #8caab0da
+def emotions_of(data_dirs) -> list:
+    "The emotion names in the `utt2emo` of Kaldi dirs: `EMOTIONS`' order first, then the others sorted."
+    found = set()
+    for d in data_dirs:
+        f = Path(d)/"utt2emo"
+        if not f.exists(): raise FileNotFoundError(f"{f}: not found (a judge learns the emotions of utt2emo)")
+        for u, label in read_2column_text(f, "emotion").items(): found |= set(parse_mixture(label, f"{f}: {u}"))
+    if len(found) < 2: raise ValueError(f"{[str(d) for d in data_dirs]}: a judge needs 2 emotions or more, found "
+                                        f"{sorted(found)}")
+    return sorted(found, key=lambda e: (EMOTIONS.index(e) if e in EMOTIONS else len(EMOTIONS), e))
+
+# %% ../nbs/07_emotion.ipynb #6c27145b
+def _judge_eval_dir(corpus_dir: Path, eval_dir) -> Path:
+    "`eval_dir`, else `corpus_dir/eval` when it holds utterances, else the embedded corpus' eval split."
+    if eval_dir is not None: return Path(eval_dir)
+    own = corpus_dir/"eval"/"wav.scp"
+    return own.parent if own.exists() and own.stat().st_size > 0 else data_samples_dir()/"eval"
+
 def train_judge(corpus_dir, out_file=None, eval_dir=None, seed: int = 0, epochs: int = 15, dropout: float = 0.3,
-                progress: bool = False) -> MelSER:
-    ("Train the judge `MelSER` on `corpus_dir/{train,dev}` (`make_judge_corpus`), report its accuracy on `eval_dir` "
-     "(default: the embedded corpus' eval), write it to `out_file` (default: the committed one).")
-    corpus_dir, eval_dir = Path(corpus_dir), Path(eval_dir) if eval_dir is not None else data_samples_dir()/"eval"
+                progress: bool = False, emotions=None) -> MelSER:
+    ("Train the judge `MelSER` on `corpus_dir/{train,dev}` (`make_judge_corpus`, `judge_split`) over `emotions` "
+     "(default: `emotions_of` the train split), report its accuracy on `eval_dir` (default: `corpus_dir/eval` if "
+     "any, else the embedded corpus' eval), write it to `out_file` (default: the committed one).")
+    corpus_dir = Path(corpus_dir)
+    eval_dir, emotions = _judge_eval_dir(corpus_dir, eval_dir), emotions or emotions_of([corpus_dir/"train"])
     out_file = Path(out_file) if out_file is not None else default_judge_path()
-    model = train_mel_ser(corpus_dir/"train", corpus_dir/"dev", None, encoder_conf=JUDGE_ENCODER_CONF,
+    model = train_mel_ser(corpus_dir/"train", corpus_dir/"dev", None, emotions, encoder_conf=JUDGE_ENCODER_CONF,
                           dropout=dropout, epochs=epochs, seed=seed, progress=progress)
     return _save_judge(model, predict_mel_ser(model, eval_dir), eval_dir, out_file, "judge")
 
-# %% ../nbs/07_emotion.ipynb #fc9c2cac
+# %% ../nbs/07_emotion.ipynb #02430d34
+def emotion_model_file(path) -> Path:
+    "`path`, or the mel judge `judge_melser.pt` in it when it is a folder (written by `train_judges`)."
+    path = Path(path)
+    if not path.is_dir(): return path
+    if not (path/"judge_melser.pt").exists():
+        raise FileNotFoundError(f"{path}: a folder without judge_melser.pt; give a judge file or a train-judge folder")
+    return path/"judge_melser.pt"
+
 def load_judge(path=None, map_location="cpu") -> MelSER:
-    "The judge `MelSER` (default: the committed `data_samples/models/judge_melser.pt`), in eval mode."
-    path = _judge_file(path, default_judge_path(), "judge")
+    ("The judge `MelSER` (a file or a `train_judges` folder; default: the committed "
+     "`data_samples/models/judge_melser.pt`), in eval mode.")
+    path = _judge_file(emotion_model_file(path) if path is not None else None, default_judge_path(), "judge")
     model = load_emotion_model(path, map_location)
     if not isinstance(model, MelSER):
         raise ValueError(f"{path}: a judge must be a MelSER, found {type(model).__name__}")
     return model
+
+# %% ../nbs/07_emotion.ipynb #99196e94
+def _pool_dirs(data) -> list:
+    "The Kaldi dirs of `data`: each path a Kaldi dir (`wav.scp`) or a corpus folder holding train/dev/eval dirs."
+    out = []
+    for d in ([data] if isinstance(data, (str, Path)) else data):
+        d = Path(d)
+        subs = [d] if (d/"wav.scp").exists() else [d/s for s in ("train", "dev", "eval") if (d/s/"wav.scp").exists()]
+        if not subs: raise FileNotFoundError(f"{d}: neither a Kaldi dir (wav.scp) nor a folder of train/dev/eval dirs")
+        out += subs
+    return out
+
+def _pool_records(dirs) -> dict:
+    "`{uid: record}` of every utterance of `dirs` (`read_data_dir`); one id in two dirs or no label -> error."
+    pool, where = {}, {}
+    for d in dirs:
+        for f in ("text", "utt2emo"):
+            if not (d/f).exists(): raise FileNotFoundError(f"{d/f}: not found (a judge needs texts and emotions)")
+        for u, r in read_data_dir(d).items():
+            if u in pool: raise ValueError(f"utterance {u!r} is in both {where[u]} and {d}")
+            pool[u], where[u] = dict(r, uid=u, speaker=r.get("speaker", "spk0")), d
+    return pool
+
+# %% ../nbs/07_emotion.ipynb #be1a069f
+def _held_out(groups: list, rng, dev: float, eval_: float) -> dict:
+    "`{group: split}`: a shuffled `eval_` share of `groups` (at least one) to eval, a `dev` share to dev, rest train."
+    order = [groups[i] for i in rng.permutation(len(groups))]
+    n_eval, n_dev = (max(1, round(f * len(groups))) for f in (eval_, dev))
+    return {g: "eval" if i < n_eval else "dev" if i < n_eval + n_dev else "train" for i, g in enumerate(order)}
+
+def _write_split(out_dir: Path, name: str, records: list):
+    "Kaldi dir `out_dir/name`, written beside it first, then moved into place."
+    tmp = out_dir/f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_data_dir(tmp, [{**r, "wav": str(r["wav"])} for r in records])
+    shutil.rmtree(out_dir/name, ignore_errors=True)
+    tmp.rename(out_dir/name)
+
+# %% ../nbs/07_emotion.ipynb #ce426422
+def judge_split(data, out_dir, dev: float = 0.1, eval_: float = 0.15, seed: int = 0, min_sentences: int = 10) -> dict:
+    ("Pool `data`'s utterances, hold out whole sentences (by emotion, utterances, when fewer than `min_sentences`): "
+     "Kaldi dirs `out_dir/{train,dev,eval}`; every emotion in every split. Returns what it did.")
+    dirs, out_dir, rng = _pool_dirs(data), Path(out_dir), np.random.default_rng(seed)
+    pool, emotions = _pool_records(dirs), emotions_of(dirs)
+    by_text = len({r["text"] for r in pool.values()}) >= min_sentences
+    key = (lambda u: pool[u]["text"]) if by_text else (lambda u: u)
+    strata = {"all": sorted({key(u) for u in pool})} if by_text else {
+        e: sorted(u for u in pool if pool[u]["emotion"] == e) for e in sorted({r["emotion"] for r in pool.values()})}
+    split_of = {g: s for gs in strata.values() for g, s in _held_out(gs, rng, dev, eval_).items()}
+    recs = {s: [pool[u] for u in pool if split_of[key(u)] == s] for s in ("train", "dev", "eval")}
+    for s, rs in recs.items():
+        lack = [e for e in emotions if not any(e in parse_mixture(r["emotion"]) for r in rs)]
+        if lack: raise ValueError(f"{[str(d) for d in dirs]}: the held-out {s} split has no utterance of {lack}; "
+                                  f"these emotions have too few {'sentences' if by_text else 'utterances'}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for s, rs in recs.items(): _write_split(out_dir, s, rs)
+    return dict(dirs=[_where(d) for d in dirs], by="sentence" if by_text else "utterance", seed=seed,
+                emotions=emotions, **{s: len(rs) for s, rs in recs.items()})
+
+# %% ../nbs/07_emotion.ipynb #6b0eed86
+def train_prosody_judge(corpus_dir, out_file, eval_dir=None, seed: int = 0, emotions=None) -> ProsodySER:
+    ("`train_prosody_ser` on `corpus_dir/{train,dev}` over `emotions` (default: `emotions_of` the train split), "
+     "scored on `eval_dir` (as `train_judge`), written to `out_file`.")
+    corpus_dir = Path(corpus_dir)
+    eval_dir, emotions = _judge_eval_dir(corpus_dir, eval_dir), emotions or emotions_of([corpus_dir/"train"])
+    model = train_prosody_ser(corpus_dir/"train", corpus_dir/"dev", None, emotions, seed=seed)
+    return _save_judge(model, predict_prosody_ser(model, eval_dir), eval_dir, out_file, "prosody judge")
+
+# %% ../nbs/07_emotion.ipynb #ca4f36d8
+def plot_confusion(conf, emotions, path, title: str, xlabel: str = "predicted", ylabel: str = "true") -> Path:
+    "Write the counts `conf` (rows `ylabel`, columns `xlabel`) as a PNG at `path`."
+    conf = np.asarray(conf)
+    fig = Figure(figsize=(1.6 + 0.55 * len(emotions), 1.4 + 0.5 * len(emotions)))
+    ax = fig.subplots()
+    ax.imshow(conf, cmap="Blues")
+    for (i, j), v in np.ndenumerate(conf):
+        ax.text(j, i, int(v), ha="center", va="center", fontsize=9, color="white" if v > conf.max() / 2 else "black")
+    ax.set_xticks(range(len(emotions)), emotions, rotation=30, fontsize=8)
+    ax.set_yticks(range(len(emotions)), emotions, fontsize=8)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return Path(path)
+
+# %% ../nbs/07_emotion.ipynb #d8c1a769
+JUDGE_FILES = dict(mel="judge_melser.pt", prosody="judge_prosody.pt")
+
+def judge_report(out_dir, judges: dict, split: dict) -> Path:
+    "`out_dir/report.md`: the split, each judge's eval accuracy, confusion table and plot (`confusion_<name>.png`)."
+    out_dir = Path(out_dir)
+    lines = [f"# Emotion judges of {', '.join(split['dirs'])}", "",
+             f"Held out by {split['by']} (seed {split['seed']}): train {split['train']}, dev {split['dev']}, "
+             f"eval {split['eval']} utterances (`split/`); emotions {', '.join(split['emotions'])}.", ""]
+    for name, m in judges.items():
+        conf, acc = np.asarray(m.meta["eval_confusion"]), m.meta["eval_accuracy"]
+        plot_confusion(conf, m.emotions, out_dir/f"confusion_{name}.png", f"{name} judge: eval accuracy {acc:.3f}")
+        lines += [f"## {name} judge `{JUDGE_FILES[name]}`: eval accuracy **{acc:.3f}** "
+                  f"({int(np.trace(conf))}/{int(conf.sum())})", "",
+                  "| true \\ predicted | " + " | ".join(m.emotions) + " | recall |",
+                  "|---" * (len(m.emotions) + 2) + "|"]
+        lines += [f"| {e} | " + " | ".join(str(int(v)) for v in row) + f" | {row[i] / max(row.sum(), 1):.2f} |"
+                  for i, (e, row) in enumerate(zip(m.emotions, conf))]
+        lines += ["", f"![{name} judge](confusion_{name}.png)", ""]
+    (out_dir/"report.md").write_text("\n".join(lines), encoding="utf-8")
+    return out_dir/"report.md"
+
+# %% ../nbs/07_emotion.ipynb #349665e1
+def train_judges(data, out_dir, seed: int = 0, epochs: int = 15, prosody: bool = True, dev: float = 0.1,
+                 eval_: float = 0.15, dropout: float = 0.1, progress: bool = False) -> dict:
+    ("`judge_split` of `data` into `out_dir/split`, then the mel judge (`judge_melser.pt`) and the prosody judge "
+     "(`judge_prosody.pt`) trained on it and scored on its eval split; `report.md` and plots beside them.")
+    out_dir = Path(out_dir)
+    split = judge_split(data, out_dir/"split", dev, eval_, seed)
+    kw = dict(seed=seed, emotions=split["emotions"])
+    judges = dict(mel=train_judge(out_dir/"split", out_dir/JUDGE_FILES["mel"], epochs=epochs, dropout=dropout,
+                                  progress=progress, **kw))
+    if prosody: judges["prosody"] = train_prosody_judge(out_dir/"split", out_dir/JUDGE_FILES["prosody"], **kw)
+    return dict(judges=judges, split=split, report=judge_report(out_dir, judges, split))
 
 # %% ../nbs/07_emotion.ipynb #c4e55b86
 def utterance_cmn(feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_evaluate.ipynb #1bf11461
 from __future__ import annotations
-import copy, json, math, re
+import copy, json, math, re, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
@@ -20,13 +20,14 @@ from .data.text import english_cleaner
 from .data.corpus import read_data_dir, heldout_dir
 from .feats.mel import LogMelFbank
 from .feats.prosody import ProsodyFactors, load_audio
-from .emotion import load_judge, load_speaker_judge
+from .data.dataset import emotion_order
+from .emotion import JUDGE_FILES, MelSER, load_judge, load_speaker_judge, plot_confusion, train_judges
 from .inference import Text2Speech, ExpStyleTTS, spearman
 
 # %% auto #0
 __all__ = ['N_CEPS', 'MCD_CONST', 'CONTROL_FACTORS', 'INTELLIGIBILITY_GOALS', 'TRANSFER_GOALS', 'mel_cepstrum', 'dtw_path', 'mcd',
            'f0_track', 'f0_errors', 'compare_wavs', 'focus_rate', 'words_only', 'Recognizer', 'error_rates',
-           'judge_emotions', 'control_correlation', 'is_monotone', 'intensity_curves', 'vocode', 'voices',
+           'judge_emotions', 'judge_for', 'control_correlation', 'is_monotone', 'intensity_curves', 'vocode', 'voices',
            'voice_kwargs', 'sentence_recordings', 'intelligibility', 'intelligibility_report', 'format_intelligibility',
            'evaluate_utterances', 'evaluate_model', 'format_report', 'data_cells', 'judge_cells', 'transfer_report',
            'format_transfer', 'mean_f0', 'plot_synthesis', 'evaluate_run', 'write_report', 'decode_agreement']
@@ -175,6 +176,37 @@ def judge_emotions(wavs, labels, judge=None, emotions=None, uids=None) -> dict:
     np.add.at(conf, (y, pred), 1)
     return dict(accuracy=float((pred == y).mean()), confusion=conf, probs=probs, pred=pred, labels=y, emotions=emotions)
 
+# %% ../nbs/15_evaluate.ipynb #77ec47e5
+def _embedded_audio(data_dir) -> bool:
+    "True when every recording of Kaldi dir `data_dir` lies in the embedded corpus (`data_samples/`)."
+    root = data_samples_dir().resolve()
+    return all(root in Path(r["wav"]).resolve().parents for r in read_data_dir(data_dir).values())
+
+def _run_judge(t2s: Text2Speech):
+    "The default judge of `t2s` (see `judge_for`): the committed one, or the run's `judge/` (trained if missing)."
+    train_dir, valid_dir = (getattr(t2s.args, f"{m}_data_dir", None) for m in ("train", "valid"))
+    known = train_dir is not None and (Path(train_dir)/"wav.scp").exists()
+    committed = load_judge()
+    if (not known or _embedded_audio(train_dir)) and sorted(committed.emotions) == sorted(t2s.emotions):
+        return committed
+    own = Path(t2s.run_dir or ".")/"judge"
+    if (own/JUDGE_FILES["mel"]).exists(): return load_judge(own)
+    if not known: raise ValueError(f"the committed judge knows {committed.emotions}, not the model's emotions "
+                                   f"{t2s.emotions}, and the model's training data are unknown: train a judge "
+                                   f"(emonb train-judge DATA_DIR --out J) and give it (--judge J)")
+    dirs = [train_dir] + ([valid_dir] if valid_dir and Path(valid_dir).resolve() != Path(train_dir).resolve() else [])
+    warnings.warn(f"training a judge of the model's corpus ({', '.join(map(str, dirs))}) into {own}")
+    return train_judges(dirs, own, prosody=False)["judges"]["mel"]
+
+def judge_for(t2s: Text2Speech, judge=None) -> MelSER:
+    ("The emotion judge of `t2s`: `judge` (a `MelSER`, a file, a train-judge folder), else the one its pack or folder "
+     "brings, else the committed one or the run's own; its emotions must be the model's.")
+    if judge is None: judge = t2s.model_part("judge.pt")
+    j = judge if isinstance(judge, MelSER) else load_judge(judge) if judge is not None else _run_judge(t2s)
+    what = f"the judge {judge}" if judge is not None and not isinstance(judge, MelSER) else "the judge"
+    emotion_order(j.emotions, t2s.emotions, what, "the model")
+    return j
+
 # %% ../nbs/15_evaluate.ipynb #6bd85d32
 CONTROL_FACTORS = ("pitch_mean", "energy_mean", "speaking_rate")
 
@@ -311,19 +343,6 @@ def format_intelligibility(iq: dict) -> str:
     notes = "; ".join(f"{g}: {'met' if ok else 'NOT met'}" for g, ok in iq["goals"].items())
     return "\n".join(lines + ["", f"CER / WER (pocketsphinx, offline). {notes}"])
 
-# %% ../nbs/15_evaluate.ipynb #fbdc1ebb
-def _plot_confusion(conf, emotions, path, title):
-    fig = Figure(figsize=(3.8, 3.4))
-    ax = fig.subplots()
-    ax.imshow(conf, cmap="Blues")
-    for (i, j), v in np.ndenumerate(conf):
-        ax.text(j, i, int(v), ha="center", va="center", fontsize=9, color="white" if v > conf.max() / 2 else "black")
-    ax.set_xticks(range(len(emotions)), emotions, rotation=30, fontsize=8)
-    ax.set_yticks(range(len(emotions)), emotions, fontsize=8)
-    ax.set(xlabel="judge", ylabel="requested", title=title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
 # %% ../nbs/15_evaluate.ipynb #98ca522a
 def _plot_intensity(curves, path):
     fig = Figure(figsize=(8.4, 3.4))
@@ -388,20 +407,20 @@ def evaluate_model(t2s, data_dir=None, out_dir="eval", judge=None, max_utts: int
                    control_factors=CONTROL_FACTORS, control_values=(0.1, 0.3, 0.5, 0.7, 0.9), control_texts: int = 3,
                    intensities=(0.0, 0.25, 0.5, 0.75, 1.0), batch_size: int = 8, seed: int = 0, progress: bool = False,
                    intelligibility: bool = True, train_dir=None, max_train_sentences: int = 6, **options) -> dict:
-    ("Evaluate a `Text2Speech` (or a run folder or model pack) on Kaldi dir `data_dir` (default: corpus eval); write "
-     "`metrics.json` + plots to `out_dir`.")
+    ("Evaluate a `Text2Speech` (or a run folder or model pack) on Kaldi dir `data_dir` (default: corpus eval) with "
+     "`judge_for`'s judge; write `metrics.json` + plots to `out_dir`.")
     if not isinstance(t2s, Text2Speech): t2s = Text2Speech.from_pretrained(t2s)
     data_dir = Path(data_dir) if data_dir is not None else data_samples_dir()/"eval"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    judge = judge if judge is not None else load_judge(t2s.model_part("judge.pt"))     # a pack brings its own
+    judge = judge_for(t2s, judge)
     set_seed(seed)
     recs = evaluate_utterances(t2s, data_dir, out_dir, judge, max_utts, batch_size, progress, **options)
     E = judge.emotions
     conf = np.zeros((len(E), len(E)), np.int64)
     for r in recs: conf[E.index(r["emotion"]), E.index(r["judge"])] += 1
     acc = float(np.trace(conf) / conf.sum())
-    _plot_confusion(conf, E, out_dir/"confusion.png", f"judge accuracy {acc:.2f}")
+    plot_confusion(conf, E, out_dir/"confusion.png", f"judge accuracy {acc:.2f}", "judge", "requested")
     rows = read_data_dir(data_dir)
     texts = list(dict.fromkeys(rows[r["uid"]]["text"] for r in recs))[:control_texts]
     set_seed(seed)
@@ -554,7 +573,7 @@ def transfer_report(t2s: Text2Speech, eval_dir, train_dir=None, judge=None, spea
     ("Every voice x emotion cell of `eval_dir` synthesised and judged (emotion and speaker), beside its recordings; "
      "held-out cells also by another voice's reference, with CER.")
     if not t2s.speakers: raise ValueError("transfer_report needs a model with several voices (tts_conf spks)")
-    judge = judge if judge is not None else load_judge(t2s.model_part("judge.pt"))
+    judge = judge_for(t2s, judge)
     speaker_judge = (speaker_judge if speaker_judge is not None
                      else load_speaker_judge(t2s.model_part("speaker_judge.pt")))
     rows, asr = read_data_dir(eval_dir), recognizer or Recognizer()
@@ -704,7 +723,10 @@ def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bo
     if t2s.speakers:
         m["intelligibility_by_voice"] = iq
         set_seed(0)
-        m["transfer"] = transfer_report(t2s, eval_dir, syntheses=made)
+        sj = load_speaker_judge(t2s.model_part("speaker_judge.pt"))
+        if set(t2s.speakers) <= set(sj.speakers):
+            m["transfer"] = transfer_report(t2s, eval_dir, judge=judge_for(t2s), speaker_judge=sj, syntheses=made)
+        else: m["transfer_skipped"] = f"the speaker judge knows {sj.speakers}, not the voices {t2s.speakers}"
     (exp/"metrics.json").write_text(json.dumps(m, indent=1))
     write_report(exp, m)
     return m

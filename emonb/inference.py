@@ -20,7 +20,7 @@ from .feats.prosody import FACTOR_NAMES, ProsodyFactors, ProsodyNormalizer, coun
 from .model import Conditioning
 from .task import TTSTask
 from .vocoder import Spectrogram2Wav, ParallelWaveGANVocoder
-from .emotion import default_judge_path, default_speaker_judge_path, load_speaker_id
+from .emotion import default_judge_path, default_speaker_judge_path, emotion_model_file, load_speaker_id
 
 # %% auto #0
 __all__ = ['MODEL_PREFERENCE', 'PACK_PARTS', 'find_model_file', 'Text2Speech', 'Synthesis', 'split_text', 'file_sha256',
@@ -500,6 +500,9 @@ def export_model(run_dir, out_dir, model_file=None, readme: str = "", overwrite:
     conf["normalize_conf"] = {**(conf.get("normalize_conf") or {}), "stats_file": "feats_stats.npz"}   # beside it
     spk_model = conf.get("spk_embed_model")
     if spk_model: conf["spk_embed_model"] = "speaker_id.pt"
+    teacher = emotion_model_file(conf["emo_classifier_conf"]["path"]) if conf.get("emo_classifier") == "pretrained" \
+        else None                                                  # a soft-label teacher travels with the model
+    if teacher is not None: conf["emo_classifier_conf"] = {**conf["emo_classifier_conf"], "path": "emo_classifier.pt"}
     tmp = out.parent/f".{out.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp/"prosody").mkdir(parents=True)
@@ -510,10 +513,12 @@ def export_model(run_dir, out_dir, model_file=None, readme: str = "", overwrite:
         save_yaml(conf, tmp/"config.yaml")
         save_token_list(TTSTask.token_list(t2s.args), tmp/"tokens.txt")
         (tmp/"README.md").write_text(model_readme(run, model_file, t2s, readme))
+        if teacher is not None: shutil.copyfile(teacher, tmp/"emo_classifier.pt")
         files = ["model.pth", "config.yaml", "tokens.txt", "feats_stats.npz", "prosody/prosody_stats.npz", "README.md"]
         if conf.get("spk_embed_model"):                   # the speaker classifier that embeds recordings
             shutil.copyfile(spk_model, tmp/conf["spk_embed_model"])
             files.append(conf["spk_embed_model"])
+        files += ["emo_classifier.pt"] if teacher is not None else []
         write_checksums(tmp, files)
         if out.exists(): shutil.rmtree(out)
         tmp.rename(out)

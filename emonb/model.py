@@ -12,7 +12,7 @@ from fastcore.basics import patch
 import math, warnings
 from dataclasses import dataclass, field
 from .data.text import load_token_list
-from .data.dataset import EMOTIONS, emotion_weights
+from .data.dataset import EMOTIONS, emotion_order, emotion_weights
 from .feats.prosody import ProsodyFactors, ProsodyNormalizer, FACTOR_NAMES
 
 # %% auto #0
@@ -63,7 +63,8 @@ class EmoTTSModel(nn.Module):
     ("speech -> log-mel -> normalised; prosody factors / soft labels when missing; controllable Tacotron2. "
      "`model(**batch) -> (loss, stats, weight)`.")
     def __init__(self, feats_extract: nn.Module | None, normalize: nn.Module | None, emo_extract: nn.Module | None,
-                 emo_classifier: nn.Module | None, tts: nn.Module, emotions=None, speakers=None):
+                 emo_classifier: nn.Module | None, tts: nn.Module, emotions=None, speakers=None,
+                 teacher_weight: float = 1.0):
         super().__init__()
         self.feats_extract, self.normalize, self.emo_extract, self.tts = feats_extract, normalize, emo_extract, tts
         self.emo_classifier = emo_classifier
@@ -74,21 +75,20 @@ class EmoTTSModel(nn.Module):
             raise ValueError(f"tts is conditioned on {n} emotions (n_emotions) but {len(self.emotions)} are named: "
                              f"{self.emotions}")
         self.speakers = self._speaker_names(speakers)   # the names of the speaker-id rows (the config's `speakers`)
-        if emo_classifier is not None:
-            emo_classifier.requires_grad_(False).eval()
-            n = getattr(emo_classifier, "n_emotions", None)
-            if isinstance(n, int) and n != self.n_emotions:
-                raise ValueError(f"emo_classifier predicts {n} emotions but the tts is conditioned on "
-                                 f"{self.n_emotions} (n_emotions)")
+        self.teacher_order = self._teacher(emo_classifier, teacher_weight)
         if (feats_extract is not None and hasattr(feats_extract, "output_size")
                 and feats_extract.output_size() != tts.odim):
             raise ValueError(f"feats_extract gives {feats_extract.output_size()} channels but the tts predicts "
                              f"odim={tts.odim}")
 
     def train(self, mode: bool = True):
-        "As `nn.Module.train`, but the emotion classifier stays in eval mode (it is a fixed teacher)."
+        ("As `nn.Module.train`, but the emotion classifier stays in eval mode (it is a fixed teacher) and so do the "
+         "batch norms of frozen modules (`frozen_modules`).")
         super().train(mode)
         if self.emo_classifier is not None: self.emo_classifier.eval()
+        for m in self.frozen_modules():
+            for bn in m.modules():
+                if isinstance(bn, nn.modules.batchnorm._BatchNorm): bn.eval()
         return self
 
 # %% ../nbs/10_model.ipynb #5442b376
@@ -100,6 +100,36 @@ def prosody_dim(self: EmoTTSModel) -> int: return getattr(self.tts, "prosody_dim
 def spks(self: EmoTTSModel) -> int | None: return getattr(self.tts, "spks", None)
 @patch(as_prop=True)
 def spk_embed_dim(self: EmoTTSModel) -> int | None: return getattr(self.tts, "spk_embed_dim", None)
+
+# %% ../nbs/10_model.ipynb #32d3a336
+@patch
+def _teacher(self: EmoTTSModel, clf, weight: float) -> list | None:
+    "Freeze the emotion classifier `clf`, check its emotions and `weight`; the model-order index of its columns."
+    if not 0 <= float(weight) <= 1: raise ValueError(f"teacher_weight must lie in [0, 1], got {weight}")
+    self.teacher_weight = float(weight)
+    if clf is None: return None
+    clf.requires_grad_(False).eval()
+    n = getattr(clf, "n_emotions", None)
+    if isinstance(n, int) and n != self.n_emotions:
+        raise ValueError(f"emo_classifier predicts {n} emotions but the tts is conditioned on {self.n_emotions} "
+                         f"(n_emotions)")
+    fe, own = getattr(clf, "frontend", None), self.feats_extract
+    if hasattr(fe, "get_parameters") and hasattr(own, "get_parameters") and fe.get_parameters() != own.get_parameters():
+        raise ValueError(f"the emo_classifier's front end {fe.get_parameters()} is not the model's feats_extract "
+                         f"{own.get_parameters()}: it would label other log-mel than it learnt on")
+    names = getattr(clf, "emotions", None)
+    return emotion_order(names, self.emotions, "the emo_classifier", "the model") if names else None
+
+# %% ../nbs/10_model.ipynb #9b2621d5
+@patch
+def frozen_modules(self: EmoTTSModel) -> list:
+    "The outermost submodules whose parameters are all frozen (`freeze_param`), the emotion classifier aside."
+    out = []
+    for name, m in self.named_modules():
+        if m is self or name.split(".")[0] == "emo_classifier" or any(name.startswith(o + ".") for o in out): continue
+        ps = list(m.parameters())
+        if ps and not any(p.requires_grad for p in ps): out.append(name)
+    return [self.get_submodule(n) for n in out]
 
 # %% ../nbs/10_model.ipynb #c828dec2
 @patch
@@ -146,19 +176,21 @@ def _extract_feats(self: EmoTTSModel, speech, speech_lengths, feats=None, feats_
 # %% ../nbs/10_model.ipynb #92c83d1a
 @patch
 def _soft_labels(self: EmoTTSModel, feats, feats_n, feats_lengths, emo_feats):
-    "Soft labels `(B, n_emotions)` from the classifier (on prosody factors or on log-mel), without gradient."
+    ("Soft labels `(B, n_emotions)` from the classifier (on prosody factors or on log-mel), without gradient, "
+     "in the model's emotion order.")
     clf = self.emo_classifier
     kind = getattr(clf, "input_type", None) or ("prosody" if hasattr(clf, "prosody_dim") else "mel")
     with torch.no_grad():
         if kind == "prosody":
             if emo_feats is None:
                 raise ValueError("the emotion classifier needs prosody factors: give emo_feats or an emo_extract")
-            return clf(torch.as_tensor(emo_feats).float())
-        if kind == "mel":
+            probs = clf(torch.as_tensor(emo_feats).float())
+        elif kind == "mel":
             # a classifier with its own statistics gets raw log-mel through them
             own = getattr(clf, "normalize", None)
-            return clf(own(feats, feats_lengths)[0] if own is not None else feats_n, feats_lengths)
-    raise ValueError(f"emo_classifier.input_type must be 'prosody' or 'mel', got {kind!r}")
+            probs = clf(own(feats, feats_lengths)[0] if own is not None else feats_n, feats_lengths)
+        else: raise ValueError(f"emo_classifier.input_type must be 'prosody' or 'mel', got {kind!r}")
+    return probs if self.teacher_order is None else probs[:, self.teacher_order]
 
 # %% ../nbs/10_model.ipynb #cc4c6000
 IGNORED_BATCH_KEYS = ("lids", "utt_id")
@@ -347,13 +379,16 @@ def _condition_reference(self: EmoTTSModel, c: Conditioning, ref_speech, ref_spe
 # %% ../nbs/10_model.ipynb #278aa172
 @patch
 def _condition_batch(self: EmoTTSModel, c: Conditioning, emo_labs, emo_feats, own: dict) -> Conditioning:
-    "A training batch: its labels and factors, else the teacher's labels and `emo_extract`'s factors."
+    ("A training batch: its factors, else `emo_extract`'s; its labels, else the teacher's (blended with the batch's "
+     "by `teacher_weight`).")
     if emo_feats is None and self.prosody_dim and self.emo_extract is not None:
         if own["speech"] is None:
             raise ValueError("emo_extract needs speech to measure prosody factors; the batch has only feats")
         emo_feats = self.emo_extract(own["speech"], own["speech_lengths"], own["text"], own["text_lengths"])
-    if emo_labs is None and self.n_emotions and self.emo_classifier is not None:
-        emo_labs = self._soft_labels(own["feats"], own["feats_n"], own["feats_lengths"], emo_feats)
+    if self.n_emotions and self.emo_classifier is not None and (emo_labs is None or self.teacher_weight > 0):
+        taught = self._soft_labels(own["feats"], own["feats_n"], own["feats_lengths"], emo_feats)
+        w = 1.0 if emo_labs is None else self.teacher_weight
+        emo_labs = taught if w == 1 else w * taught + (1 - w) * torch.as_tensor(emo_labs).to(taught)
     c.emo_labs, c.emo_feats = emo_labs, emo_feats
     return c
 

@@ -17,7 +17,8 @@ from .data.dataset import EmoDataset, EmoPreprocessor, EMOTIONS, collate, write_
 from .data.sampler import BATCH_TYPES, build_batch_sampler, SequenceIterFactory
 from .feats.mel import LogMelFbank, GlobalMVN, collect_stats
 from .feats.prosody import make_emo_feats, ProsodyFactors
-from .emotion import ProsodySER, MelSER, load_emotion_model, train_speaker_id, load_speaker_id, extract_spembs
+from .emotion import (ProsodySER, MelSER, emotion_model_file, load_emotion_model, train_speaker_id,
+                           load_speaker_id, extract_spembs)
 from .models.tacotron2 import Tacotron2Controllable
 from .model import EmoTTSModel, ProsodyExtract
 
@@ -25,9 +26,9 @@ from .model import EmoTTSModel, ProsodyExtract
 __all__ = ['BATCH_SCHEDULERS', 'tts_choices', 'feats_extract_choices', 'normalize_choices', 'emo_extract_choices',
            'emo_classifier_choices', 'CLASS_CHOICES', 'optim_choices', 'scheduler_choices', 'PREPARED_KEYS', 'WarmupLR',
            'scheduler_step_interval', 'pretrained_emotion_model', 'str2triple', 'int_or_none', 'float_or_none',
-           'TTSTask', 'stats_dir', 'prepared_stamp', 'reuse_prepared', 'prepare_run', 'rebase_run_paths',
-           'load_weights', 'init_source', 'remap_token_rows', 'load_init_param', 'freeze_param', 'token_report',
-           'init_feats_stats']
+           'TTSTask', 'emo_classifier_file', 'stats_dir', 'prepared_stamp', 'reuse_prepared', 'prepare_run',
+           'rebase_run_paths', 'load_weights', 'init_source', 'remap_token_rows', 'load_init_param', 'freeze_param',
+           'token_report', 'init_feats_stats']
 
 # %% ../nbs/11_task.ipynb #82db2819
 class WarmupLR(torch.optim.lr_scheduler.LRScheduler):
@@ -56,8 +57,9 @@ def scheduler_step_interval(name: str | None) -> str | None:
 
 # %% ../nbs/11_task.ipynb #e8a25c29
 def pretrained_emotion_model(path, map_location: str = "cpu") -> nn.Module:
-    "An emotion model saved by `emonb.emotion.save_emotion_model` (for `emo_classifier: pretrained`)."
-    return load_emotion_model(path, map_location)
+    ("An emotion model saved by `emonb.emotion.save_emotion_model`, or the mel judge of a train-judge folder "
+     "(for `emo_classifier: pretrained`).")
+    return load_emotion_model(emotion_model_file(path), map_location)
 
 tts_choices = ClassChoices("tts", dict(tacotron2=Tacotron2Controllable), type_check=nn.Module, default="tacotron2")
 feats_extract_choices = ClassChoices("feats_extract", dict(fbank=LogMelFbank), type_check=nn.Module, default="fbank",
@@ -136,6 +138,13 @@ class TTSTask:
         scheduler_choices.add_arguments(g)
         g = p.add_argument_group("task")
         for c in cls.class_choices_list: c.add_arguments(g)
+        g.add_argument("--model_conf", type=str2dict, default=dict(),
+                       help="keyword arguments of EmoTTSModel, e.g. {teacher_weight: 0.5} (the emo_classifier's "
+                            "soft labels blended with the corpus' labels)")
+        ec = next(a for a in p._actions if a.dest == "emo_classifier")
+        ec.choices, ec.type = None, str_or_none
+        ec.help = (f"the emo_classifier class ({', '.join(map(str, emo_classifier_choices.choices()))}), or an "
+                   f"emotion model file or train-judge folder (a teacher: `pretrained` with that path)")
         return p
 
 # %% ../nbs/11_task.ipynb #3b73198a
@@ -221,6 +230,20 @@ def _trainer_arguments(cls: TTSTask, p):
     g.add_argument("--cuda_graph", type=str2bool, default=False,
                    help="replay training steps as CUDA graphs (CUDA only)")
 
+# %% ../nbs/11_task.ipynb #0e585f5a
+def emo_classifier_file(args) -> argparse.Namespace:
+    ("`--emo_classifier FILE` (an emotion model or a train-judge folder) as `pretrained` with "
+     "`emo_classifier_conf: {path: FILE}`; a name that is neither a choice nor a file -> error.")
+    v = args.emo_classifier
+    if v is None or str(v).lower() in ("none", "null") or str(v).lower() in emo_classifier_choices.classes:
+        args.emo_classifier = None if v is None or str(v).lower() in ("none", "null") else str(v).lower()
+        return args
+    if not Path(v).exists():
+        raise ValueError(f"--emo_classifier: {v!r} is neither one of {emo_classifier_choices.choices()} "
+                         f"nor an emotion model file (not found)")
+    args.emo_classifier, args.emo_classifier_conf = "pretrained", {**(args.emo_classifier_conf or {}), "path": str(v)}
+    return args
+
 # %% ../nbs/11_task.ipynb #95d5e64c
 def _conf_names(parser) -> list:
     return [a.dest for a in parser._actions if a.dest.endswith("_conf")]
@@ -249,6 +272,7 @@ def parse_args(cls: TTSTask, argv: list | None = None) -> argparse.Namespace:
         if config.get(k) and v is not config[k]: setattr(args, k, {**config[k], **v})   # given on the command line
         else: setattr(args, k, copy.deepcopy(v))
     if isinstance(args.keep_nbest_models, int): args.keep_nbest_models = [args.keep_nbest_models]
+    emo_classifier_file(args)
     for m in ("train", "valid"):
         key = f"{m}_data_path_and_name_and_type"
         setattr(args, key, [str2triple(t) for t in getattr(args, key)])
@@ -467,8 +491,10 @@ def build_model(cls: TTSTask, args) -> EmoTTSModel:
     if n_emo and n_emo != len(args.emotions):
         raise ValueError(f"tts_conf n_emotions={n_emo} but {len(args.emotions)} emotions are given: {args.emotions}")
     tts = tts_choices.build(args.tts, tts_conf, len(token_list), odim)
-    return EmoTTSModel(fe, normalize, emo_extract, emo_classifier, tts, emotions=args.emotions,
-                       speakers=getattr(args, "speakers", None) if tts_conf.get("spks") else None)
+    spk = getattr(args, "speakers", None) if tts_conf.get("spks") else None
+    try: return EmoTTSModel(fe, normalize, emo_extract, emo_classifier, tts, emotions=args.emotions, speakers=spk,
+                            **(getattr(args, "model_conf", None) or {}))
+    except TypeError as e: raise ValueError(f"model_conf: {e}") from None
 
 # %% ../nbs/11_task.ipynb #af44d8d2
 @patch(cls_method=True)
@@ -541,6 +567,9 @@ def load_weights(path, map_location="cpu") -> dict:
 def build_model_from_file(cls: TTSTask, config_file, model_file=None, device="cpu"):
     "`(model, args)` from a run's `config.yaml` and (optionally) its weights; the model in eval mode on `device`."
     args = cls.parse_args(["--config", str(config_file)])
+    teacher = (args.emo_classifier_conf or {}).get("path") if args.emo_classifier == "pretrained" else None
+    if teacher and not Path(teacher).exists() and (Path(config_file).parent/teacher).exists():
+        args.emo_classifier_conf["path"] = str(Path(config_file).parent/teacher)   # beside the config (exported)
     if model_file is not None:   # the statistics travel in the weights: no stats files needed
         for conf in ("normalize_conf", "emo_extract_conf"):
             if "stats_file" in (getattr(args, conf) or {}): getattr(args, conf)["stats_file"] = None

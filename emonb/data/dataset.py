@@ -15,7 +15,8 @@ from .text import TextProcessor, build_token_list, load_token_list
 # %% auto #0
 __all__ = ['EMOTIONS', 'NOT_SEQUENCE', 'READERS', 'read_2column_text', 'TextReader', 'TextIntReader', 'CsvFloatReader',
            'TextFloatReader', 'SpeakerTextFloatReader', 'load_array_dict', 'NpyReader', 'SoundReader', 'parse_mixture',
-           'emotion_weights', 'EmoPreprocessor', 'EmoDataset', 'collate', 'write_shape_files', 'read_shape_file']
+           'emotion_weights', 'emotion_order', 'EmoPreprocessor', 'EmoDataset', 'collate', 'write_shape_files',
+           'read_shape_file']
 
 # %% ../../nbs/02_data.dataset.ipynb #5018e2ff
 def read_2column_text(path, what: str = "value", with_lines: bool = False):
@@ -269,6 +270,15 @@ def emotion_weights(label, emotions, where: str = "") -> np.ndarray:
     if v.sum() <= 0:
         raise ValueError(f"{at}emotion weights are all zero: give at least one of {known} a positive weight")
     return v
+
+# %% ../../nbs/02_data.dataset.ipynb #93c8279d
+def emotion_order(have, want, have_what: str = "the classifier", want_what: str = "the model") -> list:
+    "Index into `have` of every emotion of `want` (`probs[:, order]` is in `want`'s order); other names -> error."
+    have, want = list(have), list(want)
+    if sorted(have) != sorted(want) or len(set(have)) != len(have):
+        raise ValueError(f"{have_what}'s emotions {have} do not match {want_what}'s {want}"
+                         f" (missing: {sorted(set(want) - set(have))}, extra: {sorted(set(have) - set(want))})")
+    return [have.index(e) for e in want]
 
 # %% ../../nbs/02_data.dataset.ipynb #b32131f0
 class EmoPreprocessor:
