@@ -320,6 +320,7 @@ def _print_run(m: dict, out: Path):
         f0 = ", ".join(f"{e} {f:.0f} Hz" for e, f in x["f0_mean_hz"].items())
         print((f"{v}: " if v else "") + f"mean F0 by emotion {f0}"
               + f"; corpus order {'kept' if x['f0_order_matches'] else 'NOT kept'}"
+              + (f"; intonation {x['intonation_ratio']:.2f}x the recordings'" if "intonation_ratio" in x else "")
               + ("; CER / ceiling " + ", ".join(f"{k} {r['synthesis_all']['cer']:.2f} ({r['cer_to_ceiling']:.2f}x)"
                                                  for k, r in iq.items()) if iq else ""))
     if m.get("transfer"): print("goals: " + "; ".join(f"{g}: {'met' if ok else 'NOT met'}"

@@ -30,7 +30,8 @@ __all__ = ['N_CEPS', 'MCD_CONST', 'CONTROL_FACTORS', 'INTELLIGIBILITY_GOALS', 'T
            'judge_emotions', 'judge_for', 'control_correlation', 'is_monotone', 'intensity_curves', 'vocode', 'voices',
            'voice_kwargs', 'sentence_recordings', 'intelligibility', 'intelligibility_report', 'format_intelligibility',
            'evaluate_utterances', 'evaluate_model', 'format_report', 'data_cells', 'judge_cells', 'transfer_report',
-           'format_transfer', 'mean_f0', 'plot_synthesis', 'evaluate_run', 'write_report', 'decode_agreement']
+           'format_transfer', 'intonation', 'mean_f0', 'plot_synthesis', 'evaluate_run', 'write_report',
+           'decode_agreement']
 
 # %% ../nbs/15_evaluate.ipynb #dccc5011
 N_CEPS = 24
@@ -631,13 +632,25 @@ def format_transfer(tr: dict) -> str:
 
 
 # %% ../nbs/15_evaluate.ipynb #151182cd
+def intonation(wav, fs: int, fmin: float = 60.0, fmax: float = 600.0, frame_length: int = 1024,
+               hop_length: int = 256) -> dict:
+    ("Mean and median F0 (Hz) and spread (semitones, 10th to 90th percentile) of the voiced frames of `wav` by "
+     "pYIN; NaN when it is shorter than a frame or fewer than 5 frames are voiced.")
+    wav, keys = np.asarray(wav, dtype=np.float32), ("f0_mean_hz", "f0_median_hz", "f0_spread_st")
+    none = dict.fromkeys(keys, float("nan"))
+    if len(wav) < frame_length: return none                 # e.g. an untrained model that stops at once
+    f0, voiced, _ = librosa.pyin(wav, fmin=fmin, fmax=fmax, sr=fs, frame_length=frame_length, hop_length=hop_length,
+                                 resolution=0.1)
+    f0 = f0[voiced & np.isfinite(f0)]
+    if len(f0) < 5: return none
+    st = 12 * np.log2(f0)
+    return dict(zip(keys, map(float, (f0.mean(), np.median(f0), np.percentile(st, 90) - np.percentile(st, 10)))))
+
+# %% ../nbs/15_evaluate.ipynb #efe2279c
 def mean_f0(wav, fs: int, prosody=None) -> float:
-    ("Mean F0 (Hz) over the voiced frames of `wav` (`emonb.evaluate.f0_track`); "
-     "NaN when none is voiced or it is shorter than a frame.")
+    "Mean F0 (Hz) over the voiced frames of `wav` by pYIN (`intonation`); NaN when none is voiced."
     prosody = prosody or ProsodyFactors(fs=fs)
-    if len(wav) < prosody.n_fft: return float("nan")         # e.g. an untrained model that stops at once
-    f0, voiced = f0_track(wav, prosody)
-    return float(f0[voiced].mean()) if voiced.any() else float("nan")
+    return intonation(wav, fs, prosody.fmin, prosody.fmax, prosody.n_fft, prosody.hop_length)["f0_mean_hz"]
 
 # %% ../nbs/15_evaluate.ipynb #baaf2f26
 def plot_synthesis(syn, path, title: str):
@@ -657,17 +670,34 @@ def plot_synthesis(syn, path, title: str):
     fig.savefig(path, dpi=72)
 
 # %% ../nbs/15_evaluate.ipynb #29271982
+def _spread_ratio(rows: list, corpus: dict) -> float:
+    "Mean F0 spread of the synthesis over that of the recordings, on the emotions both have (NaN if none)."
+    both = [e for e in corpus if any(r["emotion"] == e for r in rows)]
+    syn = np.nanmean([r["f0_spread_st"] for r in rows if r["emotion"] in both]) if both else np.nan
+    rec = np.nanmean([r["f0_spread_st"] for e in both for r in corpus[e]]) if both else np.nan
+    return round(float(syn / rec), 3) if both and rec > 0 else float("nan")
+
+# %% ../nbs/15_evaluate.ipynb #5c54f8f0
 def _voice_summary(rows: list, corpus: dict, emotions: list) -> dict:
-    "Focus rate and mean F0 per emotion of one voice's synthesis `rows`, beside its recordings' F0 (`corpus`)."
+    ("Focus rate, mean F0 and F0 spread per emotion of one voice's synthesis `rows`, beside its recordings' "
+     "(`corpus`: emotion -> list of dicts with the same keys).")
     by = lambda k, e: float(np.nanmean([r[k] for r in rows if r["emotion"] == e]))
-    f0 = {e: round(by("f0_mean_hz", e), 2) for e in emotions}
-    cf0 = {e: round(float(np.nanmean(v)), 2) for e, v in corpus.items()}
+    rec = lambda k: {e: round(float(np.nanmean([r[k] for r in v])), 2) for e, v in corpus.items()}
+    f0, cf0 = {e: round(by("f0_mean_hz", e), 2) for e in emotions}, rec("f0_mean_hz")
     order, corder = sorted(f0, key=lambda e: f0[e]), sorted(cf0, key=lambda e: cf0[e])
     return dict(focus_rate_by_emotion={e: round(by("focus_rate", e), 4) for e in emotions}, f0_mean_hz=f0,
                 f0_order=order, corpus_f0_mean_hz=cf0, corpus_f0_order=corder,
-                f0_order_matches=[e for e in order if e in cf0] == corder)
+                f0_order_matches=[e for e in order if e in cf0] == corder,
+                f0_spread_st={e: round(by("f0_spread_st", e), 2) for e in emotions},
+                corpus_f0_spread_st=rec("f0_spread_st"), intonation_ratio=_spread_ratio(rows, corpus))
 
 # %% ../nbs/15_evaluate.ipynb #ca599c65
+def _pitch(wav, fs: int, prosody) -> dict:
+    "The report's F0 measures of one waveform (`intonation` with the prosody extractor's settings): mean and spread."
+    i = intonation(wav, fs, prosody.fmin, prosody.fmax, prosody.n_fft, prosody.hop_length)
+    return dict(f0_mean_hz=round(i["f0_mean_hz"], 2), f0_spread_st=round(i["f0_spread_st"], 2))
+
+# %% ../nbs/15_evaluate.ipynb #ac8043a7
 def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bool = True, progress: bool = True,
                  intelligibility: bool = True, vocoder_file=None, vocoder_config=None) -> dict:
     ("Synthesise the sentences of `eval_dir` in every emotion with the run in `exp_dir` (Griffin-Lim of `n_iter`, "
@@ -697,16 +727,16 @@ def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bo
             rows.append(dict(speaker=v or "", sentence=i, uid=u, emotion=emo, text=text, frames=int(len(s.feat_gen)),
                              seconds=round(s.duration, 3), stopped=bool(len(s.prob) and s.prob[-1] >= 0.5),
                              focus_rate=round(focus_rate(s.att_w), 4),
-                             f0_mean_hz=round(mean_f0(s.wav, s.fs, t2s.prosody), 2), wav=f"synth/{name}.wav"))
+                             **_pitch(s.wav, s.fs, t2s.prosody), wav=f"synth/{name}.wav"))
             bar.update()
     bar.close()
-    corpus = {}                                # the same F0 measure on the corpus' recordings of these sentences
+    corpus = {}                                # the same F0 measures on the corpus' recordings of these sentences
     for u, e in emos.items():
         v = spk_of.get(u) if t2s.speakers else None
         if e in t2s.emotions and v in vs:
             p = Path(wavs[u])
             p = p if p.is_absolute() else eval_dir/p
-            corpus.setdefault(v, {}).setdefault(e, []).append(mean_f0(load_audio(p, t2s.fs, u), t2s.fs, t2s.prosody))
+            corpus.setdefault(v, {}).setdefault(e, []).append(_pitch(load_audio(p, t2s.fs, u), t2s.fs, t2s.prosody))
     per = {v: _voice_summary([r for r in rows if r["speaker"] == (v or "")], corpus.get(v, {}), t2s.emotions)
            for v in vs}
     m = dict(model_file=str(t2s.model_file), eval_data_dir=str(eval_dir), n_sentences=len(sentences),
@@ -748,11 +778,18 @@ def write_report(exp_dir, m: dict) -> Path:
         lines.append(f"- F0 order of the synthesis{' in ' + v + chr(39) + 's voice' if v else ''}: "
                      f"{' < '.join(x['f0_order'])}; of the corpus: {' < '.join(x['corpus_f0_order'])} "
                      f"-> **{'kept' if x['f0_order_matches'] else 'not kept'}**")
-    lines += ["", "| voice | emotion | focus rate | mean F0 (Hz) | corpus mean F0 (Hz) |", "|---|---|---|---|---|"]
+    lines += ["", "| voice | emotion | focus rate | mean F0 (Hz) | corpus mean F0 (Hz) | F0 spread (st): synthesis "
+              "/ recordings |", "|---|---|---|---|---|---|"]
+    nan = float("nan")
     for v, x in per.items():
         for e in m["emotions"]:
             lines.append(f"| {v or '-'} | {e} | {x['focus_rate_by_emotion'][e]:.3f} | {x['f0_mean_hz'][e]:.1f} "
-                         f"| {x['corpus_f0_mean_hz'].get(e, float('nan')):.1f} |")
+                         f"| {x['corpus_f0_mean_hz'].get(e, nan):.1f} | {x.get('f0_spread_st', {}).get(e, nan):.1f} "
+                         f"/ {x.get('corpus_f0_spread_st', {}).get(e, nan):.1f} |")
+    lines += ["", "F0 spread: semitones between the 10th and 90th percentile of the voiced frames (pYIN); a monotone "
+              "is below 1, the recordings' intonation several. Intonation rendered (mean spread of the synthesis "
+              "over the recordings'): " + ", ".join(f"{v or 'all'} {x.get('intonation_ratio', nan):.2f}x"
+                                                   for v, x in per.items())]
     iq = m.get("intelligibility_by_voice") or ({"": m["intelligibility"]} if m.get("intelligibility") else {})
     if iq:
         lines += ["", "Intelligibility: an offline recogniser (pocketsphinx) on the synthesis of training sentences "

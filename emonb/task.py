@@ -404,7 +404,9 @@ def stats_dir(args) -> Path:
     if args.output_dir is None: raise ValueError("no --output_dir given: it is needed for the run's files")
     return Path(args.output_dir)/"stats"
 
-def prepared_stamp(args) -> dict: return jsonable({k: getattr(args, k, None) for k in PREPARED_KEYS})
+def prepared_stamp(args) -> dict:
+    "The settings prepared files depend on: `PREPARED_KEYS` and the prosody extractor (its analysis settings)."
+    return jsonable({**{k: getattr(args, k, None) for k in PREPARED_KEYS}, "prosody_extractor": repr(ProsodyFactors())})
 
 # %% ../nbs/11_task.ipynb #4806132d
 def reuse_prepared(args) -> dict:

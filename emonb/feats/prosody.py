@@ -19,8 +19,8 @@ from ..data.dataset import EmoDataset, load_array_dict, read_2column_text
 
 # %% auto #0
 __all__ = ['FACTOR_NAMES', 'frame_energy_db', 'median_network', 'median_filter', 'hpss', 'harmonic_ratio', 'f0_yin',
-           'count_tokens', 'ProsodyFactors', 'ProsodyNormalizer', 'write_factors', 'read_factors', 'load_audio',
-           'extract_prosody', 'make_emo_feats', 'bench_prosody']
+           'near_median', 'count_tokens', 'ProsodyFactors', 'ProsodyNormalizer', 'write_factors', 'read_factors',
+           'load_audio', 'extract_prosody', 'make_emo_feats', 'bench_prosody']
 
 # %% ../../nbs/06_feats.prosody.ipynb #e004e581
 FACTOR_NAMES = ("pitch_mean", "pitch_std", "pitch_range", "energy_mean", "energy_std", "energy_range",
@@ -108,6 +108,13 @@ def f0_yin(y: np.ndarray, sr: int = 22050, fmin: float = 60.0, fmax: float = 600
     den = np.sqrt((x0**2).sum(1, dtype=np.float64)*(x1**2).sum(1, dtype=np.float64))
     return f0, np.divide(num, den, out=np.zeros_like(num), where=den > 1e-12)
 
+# %% ../../nbs/06_feats.prosody.ipynb #4e897163
+def near_median(f0: np.ndarray, voiced: np.ndarray, max_octaves: float = 1.0) -> np.ndarray:
+    "`voiced` with the frames whose F0 lies more than `max_octaves` from the median voiced F0 cleared."
+    if not voiced.any(): return voiced
+    off = np.abs(np.log2(np.where(voiced, f0, 1.0) / np.median(f0[voiced])))
+    return voiced & (off <= max_octaves)
+
 # %% ../../nbs/06_feats.prosody.ipynb #59fff2a0
 def count_tokens(text: str) -> int:
     "The default token count for the speaking rate: letters and digits (spaces and punctuation take no time)."
@@ -120,11 +127,12 @@ class ProsodyFactors(torch.nn.Module):
     def __init__(self, fs: int = 22050, n_fft: int = 1024, hop_length: int = 256, fmin: float = 60.0,
                  fmax: float = 600.0, hpss_fmax: float = 7600.0, hpss_kernel: tuple = (9, 17),
                  voicing_threshold: float = 0.45, top_db: float = 40.0, silence_db: float = -60.0,
-                 range_percentiles: tuple = (5.0, 95.0)):
+                 range_percentiles: tuple = (5.0, 95.0), max_octaves: float = 1.0):
         super().__init__()
         self.fs, self.n_fft, self.hop_length, self.fmin, self.fmax = fs, n_fft, hop_length, fmin, fmax
         self.hpss_fmax, self.hpss_kernel, self.voicing_threshold = hpss_fmax, tuple(hpss_kernel), voicing_threshold
         self.top_db, self.silence_db, self.range_percentiles = top_db, silence_db, tuple(range_percentiles)
+        self.max_octaves = max_octaves
         self.n_bins = int(np.floor(hpss_fmax*n_fft/fs)) + 1
 
 # %% ../../nbs/06_feats.prosody.ipynb #dff8f49a
@@ -133,7 +141,8 @@ def output_size(self: ProsodyFactors) -> int: return len(self.names)
 
 @patch
 def extra_repr(self: ProsodyFactors):
-    return f"fs={self.fs}, n_fft={self.n_fft}, hop_length={self.hop_length}, fmin={self.fmin}, fmax={self.fmax}"
+    return (f"fs={self.fs}, n_fft={self.n_fft}, hop_length={self.hop_length}, fmin={self.fmin}, fmax={self.fmax}, "
+            f"max_octaves={self.max_octaves}")
 
 # %% ../../nbs/06_feats.prosody.ipynb #ff5f6223
 @patch
@@ -158,7 +167,8 @@ def frames(self: ProsodyFactors, y, uid: str = "<utterance>") -> dict:
     S = np.abs(librosa.stft(y, n_fft=self.n_fft, hop_length=self.hop_length, center=True, pad_mode="constant"))
     hr = harmonic_ratio(S[:self.n_bins], self.hpss_kernel)
     speech = e >= max(e.max() - self.top_db, self.silence_db)
-    voiced = speech & (per >= self.voicing_threshold) & (f0 >= self.fmin) & (f0 <= self.fmax)
+    voiced = near_median(f0, speech & (per >= self.voicing_threshold) & (f0 >= self.fmin) & (f0 <= self.fmax),
+                         self.max_octaves)
     return dict(f0=f0, periodicity=per, energy_db=e, harmonic=hr, speech=speech, voiced=voiced)
 
 # %% ../../nbs/06_feats.prosody.ipynb #f0734614
