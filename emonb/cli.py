@@ -318,7 +318,7 @@ def _print_run(m: dict, out: Path):
     for v, x in per.items():
         iq = {k: r for k, r in (iqs.get(v) or {}).items() if k != "goals"}
         f0 = ", ".join(f"{e} {f:.0f} Hz" for e, f in x["f0_mean_hz"].items())
-        print((f"{v}: " if v else "") + f"mean F0 by emotion {f0}"
+        print((f"{v}: " if v else "") + f"F0 by emotion {f0}"
               + f"; corpus order {'kept' if x['f0_order_matches'] else 'NOT kept'}"
               + (f"; intonation {x['intonation_ratio']:.2f}x the recordings'" if "intonation_ratio" in x else "")
               + ("; CER / ceiling " + ", ".join(f"{k} {r['synthesis_all']['cer']:.2f} ({r['cer_to_ceiling']:.2f}x)"
@@ -561,15 +561,18 @@ def evaluate_cmd(args):
             arg("--dev", type=float, default=0.1, help="share of the sentences held out for validation"),
             arg("--eval", type=float, default=0.15, help="share of the sentences held out for the report"),
             arg("--dropout", type=float, default=0.1, help="dropout of the mel judge"),
+            arg("--members", type=int, default=3, help="members of the mel judge, trained apart and averaged (1: one "
+                "network)"),
             arg("--no_prosody", action="store_true", help="skip the prosody-factor judge"))
 def train_judge_cmd(args):
     "Train judges with emonb.emotion.train_judges and print their report."
     from emonb.emotion import train_judges
     for k in ("dev", "eval"):
         if not 0 < getattr(args, k) < 0.5: raise UsageError(f"--{k} must lie in (0, 0.5), got {getattr(args, k)}")
-    if args.epochs < 1: raise UsageError(f"--epochs must be positive, got {args.epochs}")
+    for k in ("epochs", "members"):
+        if getattr(args, k) < 1: raise UsageError(f"--{k} must be positive, got {getattr(args, k)}")
     got = train_judges(args.data, args.out, seed=args.seed, epochs=args.epochs, prosody=not args.no_prosody,
-                       dev=args.dev, eval_=args.eval, dropout=args.dropout, progress=True)
+                       dev=args.dev, eval_=args.eval, dropout=args.dropout, members=args.members, progress=True)
     print(got["report"].read_text())
 
 # %% ../nbs/17_cli.ipynb #d1c52037

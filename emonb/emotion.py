@@ -29,8 +29,8 @@ __all__ = ['emotion_models', 'FORMAT', 'JUDGE_ENCODER_CONF', 'JUDGE_FILES', 'SPE
            'check_lengths', 'MelSER', 'save_emotion_model', 'load_emotion_model', 'prosody_split', 'fit_split',
            'scale_split', 'fit_epochs', 'train_prosody_ser', 'ser_scores', 'predict_prosody_ser', 'train_emo2prosody',
            'emo2prosody_mae', 'per_utterance', 'predict_mel_ser', 'fit_mel_classifier', 'train_mel_ser',
-           'default_judge_path', 'emotions_of', 'train_judge', 'emotion_model_file', 'load_judge', 'judge_split',
-           'train_prosody_judge', 'plot_confusion', 'judge_report', 'train_judges', 'utterance_cmn',
+           'default_judge_path', 'emotions_of', 'MelSEREnsemble', 'train_judge', 'emotion_model_file', 'load_judge',
+           'judge_split', 'train_prosody_judge', 'plot_confusion', 'judge_report', 'train_judges', 'utterance_cmn',
            'speed_perturbed_name', 'speaker_classes', 'SpeakerID', 'load_speaker_id', 'speaker_dataset',
            'speed_perturb_dir', 'predict_speaker_id', 'train_speaker_id', 'write_text_float', 'extract_spembs',
            'default_speaker_judge_path', 'train_speaker_judge', 'load_speaker_judge']
@@ -664,6 +664,44 @@ def emotions_of(data_dirs) -> list:
     return sorted(found, key=lambda e: (EMOTIONS.index(e) if e in EMOTIONS else len(EMOTIONS), e))
 
 # %% ../nbs/07_emotion.ipynb #6c27145b
+class MelSEREnsemble(MelSER):
+    ("`MelSER`s sharing one front end and one set of mel statistics, trained apart: the mean of their soft labels. "
+     "Member 0 is this module's own encoder and output, `members` the others.")
+    def __init__(self, n_emotions: int = 4, encoder_conf: dict | None = None, dropout: float = 0.1,
+                 frontend_conf: dict | None = None, stats_file: str | Path | None = None,
+                 normalize: bool | None = None, n_members: int = 3):
+        if n_members < 2: raise ValueError(f"an ensemble needs 2 members or more, got n_members={n_members}")
+        super().__init__(n_emotions, encoder_conf, dropout, frontend_conf, stats_file, normalize)
+        self.conf["n_members"] = n_members
+        self.members = nn.ModuleList(MelSER(n_emotions, encoder_conf, dropout, frontend_conf, normalize=False)
+                                     for _ in range(n_members - 1))
+
+    def logits(self, feats, feats_lengths=None, uids=None) -> torch.Tensor:
+        "Log of the members' mean soft label (B, n_emotions), from normalised log-mel."
+        probs = [MelSER.logits(self, feats, feats_lengths, uids).softmax(-1)]
+        probs += [m(feats, feats_lengths, uids) for m in self.members]
+        return torch.stack(probs).mean(0).log()
+
+    @classmethod
+    def of(cls, models: list):
+        "The ensemble of trained `MelSER`s of one config, emotions and statistics; their notes under `meta['members']`."
+        first = models[0]
+        for i, m in enumerate(models[1:], 1):
+            for what, a, b in (("config", m.conf, first.conf), ("emotions", m.emotions, first.emotions)):
+                if a != b: raise ValueError(f"member {i}'s {what} {a} is not member 0's {b}")
+            if first.normalize is not None and not all(torch.equal(x, y) for x, y in
+                                                       zip(m.normalize.state_dict().values(),
+                                                           first.normalize.state_dict().values())):
+                raise ValueError(f"member {i}'s mel statistics differ from member 0's: train members on one split")
+        ens = cls(**first.conf, n_members=len(models))
+        ens.load_state_dict({**first.state_dict(), **{f"members.{i}.{k}": v for i, m in enumerate(models[1:])
+                                                       for k, v in m.state_dict().items() if not k.startswith("normalize.")}})
+        ens.emotions, ens.meta = first.emotions, dict(members=[dict(m.meta) for m in models])
+        return ens.eval()
+
+emotion_models.classes["mel_ser_ensemble"] = MelSEREnsemble
+
+# %% ../nbs/07_emotion.ipynb #749f6ced
 def _judge_eval_dir(corpus_dir: Path, eval_dir) -> Path:
     "`eval_dir`, else `corpus_dir/eval` when it holds utterances, else the embedded corpus' eval split."
     if eval_dir is not None: return Path(eval_dir)
@@ -671,15 +709,21 @@ def _judge_eval_dir(corpus_dir: Path, eval_dir) -> Path:
     return own.parent if own.exists() and own.stat().st_size > 0 else data_samples_dir()/"eval"
 
 def train_judge(corpus_dir, out_file=None, eval_dir=None, seed: int = 0, epochs: int = 15, dropout: float = 0.3,
-                progress: bool = False, emotions=None) -> MelSER:
+                progress: bool = False, emotions=None, members: int = 1) -> MelSER:
     ("Train the judge `MelSER` on `corpus_dir/{train,dev}` (`make_judge_corpus`, `judge_split`) over `emotions` "
      "(default: `emotions_of` the train split), report its accuracy on `eval_dir` (default: `corpus_dir/eval` if "
-     "any, else the embedded corpus' eval), write it to `out_file` (default: the committed one).")
+     "any, else the embedded corpus' eval), write it to `out_file` (default: the committed one). With `members` > 1, "
+     "a `MelSEREnsemble` of members trained with seeds `seed + 100 m`, each member's eval accuracy in its notes.")
     corpus_dir = Path(corpus_dir)
+    if members < 1: raise ValueError(f"members must be 1 or more, got {members}")
     eval_dir, emotions = _judge_eval_dir(corpus_dir, eval_dir), emotions or emotions_of([corpus_dir/"train"])
     out_file = Path(out_file) if out_file is not None else default_judge_path()
-    model = train_mel_ser(corpus_dir/"train", corpus_dir/"dev", None, emotions, encoder_conf=JUDGE_ENCODER_CONF,
-                          dropout=dropout, epochs=epochs, seed=seed, progress=progress)
+    models = [train_mel_ser(corpus_dir/"train", corpus_dir/"dev", None, emotions, encoder_conf=JUDGE_ENCODER_CONF,
+                            dropout=dropout, epochs=epochs, seed=seed + 100 * m, progress=progress)
+              for m in range(members)]
+    if members > 1:
+        for m in models: m.meta["eval_accuracy"] = predict_mel_ser(m, eval_dir)["accuracy"]
+    model = models[0] if members == 1 else MelSEREnsemble.of(models)
     return _save_judge(model, predict_mel_ser(model, eval_dir), eval_dir, out_file, "judge")
 
 # %% ../nbs/07_emotion.ipynb #02430d34
@@ -801,20 +845,24 @@ def judge_report(out_dir, judges: dict, split: dict) -> Path:
                   "|---" * (len(m.emotions) + 2) + "|"]
         lines += [f"| {e} | " + " | ".join(str(int(v)) for v in row) + f" | {row[i] / max(row.sum(), 1):.2f} |"
                   for i, (e, row) in enumerate(zip(m.emotions, conf))]
+        alone = [x["eval_accuracy"] for x in m.meta.get("members", [])]
+        if alone: lines += ["", f"An ensemble of {len(alone)} members (the mean of their soft labels); each alone: "
+                            + ", ".join(f"{a:.3f}" for a in alone) + "."]
         lines += ["", f"![{name} judge](confusion_{name}.png)", ""]
     (out_dir/"report.md").write_text("\n".join(lines), encoding="utf-8")
     return out_dir/"report.md"
 
 # %% ../nbs/07_emotion.ipynb #349665e1
 def train_judges(data, out_dir, seed: int = 0, epochs: int = 15, prosody: bool = True, dev: float = 0.1,
-                 eval_: float = 0.15, dropout: float = 0.1, progress: bool = False) -> dict:
-    ("`judge_split` of `data` into `out_dir/split`, then the mel judge (`judge_melser.pt`) and the prosody judge "
-     "(`judge_prosody.pt`) trained on it and scored on its eval split; `report.md` and plots beside them.")
+                 eval_: float = 0.15, dropout: float = 0.1, members: int = 3, progress: bool = False) -> dict:
+    ("`judge_split` of `data` into `out_dir/split`, then the mel judge (`judge_melser.pt`, an ensemble of `members`) "
+     "and the prosody judge (`judge_prosody.pt`) trained on it and scored on its eval split; `report.md` and plots "
+     "beside them.")
     out_dir = Path(out_dir)
     split = judge_split(data, out_dir/"split", dev, eval_, seed)
     kw = dict(seed=seed, emotions=split["emotions"])
     judges = dict(mel=train_judge(out_dir/"split", out_dir/JUDGE_FILES["mel"], epochs=epochs, dropout=dropout,
-                                  progress=progress, **kw))
+                                  progress=progress, members=members, **kw))
     if prosody: judges["prosody"] = train_prosody_judge(out_dir/"split", out_dir/JUDGE_FILES["prosody"], **kw)
     return dict(judges=judges, split=split, report=judge_report(out_dir, judges, split))
 

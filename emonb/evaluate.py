@@ -19,7 +19,7 @@ from .data.dataset import read_2column_text
 from .data.text import english_cleaner
 from .data.corpus import read_data_dir, heldout_dir
 from .feats.mel import LogMelFbank
-from .feats.prosody import ProsodyFactors, load_audio
+from .feats.prosody import ProsodyFactors, load_audio, near_median
 from .data.dataset import emotion_order
 from .emotion import JUDGE_FILES, MelSER, load_judge, load_speaker_judge, plot_confusion, train_judges
 from .inference import Text2Speech, ExpStyleTTS, spearman
@@ -633,15 +633,17 @@ def format_transfer(tr: dict) -> str:
 
 # %% ../nbs/15_evaluate.ipynb #151182cd
 def intonation(wav, fs: int, fmin: float = 60.0, fmax: float = 600.0, frame_length: int = 1024,
-               hop_length: int = 256) -> dict:
+               hop_length: int = 256, max_octaves: float = 0.75) -> dict:
     ("Mean and median F0 (Hz) and spread (semitones, 10th to 90th percentile) of the voiced frames of `wav` by "
-     "pYIN; NaN when it is shorter than a frame or fewer than 5 frames are voiced.")
+     "pYIN, frames more than `max_octaves` from the median dropped (`near_median`: octave errors); NaN when it is "
+     "shorter than a frame or fewer than 5 frames are voiced.")
     wav, keys = np.asarray(wav, dtype=np.float32), ("f0_mean_hz", "f0_median_hz", "f0_spread_st")
     none = dict.fromkeys(keys, float("nan"))
     if len(wav) < frame_length: return none                 # e.g. an untrained model that stops at once
     f0, voiced, _ = librosa.pyin(wav, fmin=fmin, fmax=fmax, sr=fs, frame_length=frame_length, hop_length=hop_length,
                                  resolution=0.1)
-    f0 = f0[voiced & np.isfinite(f0)]
+    voiced &= np.isfinite(f0)
+    f0 = f0[near_median(np.where(voiced, f0, 1.0), voiced, max_octaves)]
     if len(f0) < 5: return none
     st = 12 * np.log2(f0)
     return dict(zip(keys, map(float, (f0.mean(), np.median(f0), np.percentile(st, 90) - np.percentile(st, 10)))))
@@ -671,21 +673,21 @@ def plot_synthesis(syn, path, title: str):
 
 # %% ../nbs/15_evaluate.ipynb #29271982
 def _spread_ratio(rows: list, corpus: dict) -> float:
-    "Mean F0 spread of the synthesis over that of the recordings, on the emotions both have (NaN if none)."
+    "Median F0 spread of the synthesis over that of the recordings, on the emotions both have (NaN if none)."
     both = [e for e in corpus if any(r["emotion"] == e for r in rows)]
-    syn = np.nanmean([r["f0_spread_st"] for r in rows if r["emotion"] in both]) if both else np.nan
-    rec = np.nanmean([r["f0_spread_st"] for e in both for r in corpus[e]]) if both else np.nan
+    syn = np.nanmedian([r["f0_spread_st"] for r in rows if r["emotion"] in both]) if both else np.nan
+    rec = np.nanmedian([r["f0_spread_st"] for e in both for r in corpus[e]]) if both else np.nan
     return round(float(syn / rec), 3) if both and rec > 0 else float("nan")
 
 # %% ../nbs/15_evaluate.ipynb #5c54f8f0
 def _voice_summary(rows: list, corpus: dict, emotions: list) -> dict:
-    ("Focus rate, mean F0 and F0 spread per emotion of one voice's synthesis `rows`, beside its recordings' "
+    ("Mean focus rate, median F0 and F0 spread per emotion of one voice's synthesis `rows`, beside its recordings' "
      "(`corpus`: emotion -> list of dicts with the same keys).")
-    by = lambda k, e: float(np.nanmean([r[k] for r in rows if r["emotion"] == e]))
-    rec = lambda k: {e: round(float(np.nanmean([r[k] for r in v])), 2) for e, v in corpus.items()}
+    by = lambda k, e, avg=np.nanmedian: float(avg([r[k] for r in rows if r["emotion"] == e]))
+    rec = lambda k: {e: round(float(np.nanmedian([r[k] for r in v])), 2) for e, v in corpus.items()}
     f0, cf0 = {e: round(by("f0_mean_hz", e), 2) for e in emotions}, rec("f0_mean_hz")
     order, corder = sorted(f0, key=lambda e: f0[e]), sorted(cf0, key=lambda e: cf0[e])
-    return dict(focus_rate_by_emotion={e: round(by("focus_rate", e), 4) for e in emotions}, f0_mean_hz=f0,
+    return dict(focus_rate_by_emotion={e: round(by("focus_rate", e, np.nanmean), 4) for e in emotions}, f0_mean_hz=f0,
                 f0_order=order, corpus_f0_mean_hz=cf0, corpus_f0_order=corder,
                 f0_order_matches=[e for e in order if e in cf0] == corder,
                 f0_spread_st={e: round(by("f0_spread_st", e), 2) for e in emotions},
@@ -778,7 +780,7 @@ def write_report(exp_dir, m: dict) -> Path:
         lines.append(f"- F0 order of the synthesis{' in ' + v + chr(39) + 's voice' if v else ''}: "
                      f"{' < '.join(x['f0_order'])}; of the corpus: {' < '.join(x['corpus_f0_order'])} "
                      f"-> **{'kept' if x['f0_order_matches'] else 'not kept'}**")
-    lines += ["", "| voice | emotion | focus rate | mean F0 (Hz) | corpus mean F0 (Hz) | F0 spread (st): synthesis "
+    lines += ["", "| voice | emotion | focus rate | F0 (Hz) | corpus F0 (Hz) | F0 spread (st): synthesis "
               "/ recordings |", "|---|---|---|---|---|---|"]
     nan = float("nan")
     for v, x in per.items():
@@ -786,8 +788,9 @@ def write_report(exp_dir, m: dict) -> Path:
             lines.append(f"| {v or '-'} | {e} | {x['focus_rate_by_emotion'][e]:.3f} | {x['f0_mean_hz'][e]:.1f} "
                          f"| {x['corpus_f0_mean_hz'].get(e, nan):.1f} | {x.get('f0_spread_st', {}).get(e, nan):.1f} "
                          f"/ {x.get('corpus_f0_spread_st', {}).get(e, nan):.1f} |")
-    lines += ["", "F0 spread: semitones between the 10th and 90th percentile of the voiced frames (pYIN); a monotone "
-              "is below 1, the recordings' intonation several. Intonation rendered (mean spread of the synthesis "
+    lines += ["", "F0: each utterance's mean over its voiced frames (pYIN), the median over the cell's utterances. "
+              "F0 spread: semitones between the 10th and 90th percentile of the voiced frames; a monotone "
+              "is below 1, the recordings' intonation several. Intonation rendered (median spread of the synthesis "
               "over the recordings'): " + ", ".join(f"{v or 'all'} {x.get('intonation_ratio', nan):.2f}x"
                                                    for v, x in per.items())]
     iq = m.get("intelligibility_by_voice") or ({"": m["intelligibility"]} if m.get("intelligibility") else {})
