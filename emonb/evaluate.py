@@ -30,7 +30,7 @@ __all__ = ['N_CEPS', 'MCD_CONST', 'CONTROL_FACTORS', 'INTELLIGIBILITY_GOALS', 'T
            'judge_emotions', 'judge_for', 'control_correlation', 'is_monotone', 'intensity_curves', 'vocode', 'voices',
            'voice_kwargs', 'sentence_recordings', 'intelligibility', 'intelligibility_report', 'format_intelligibility',
            'evaluate_utterances', 'evaluate_model', 'format_report', 'data_cells', 'judge_cells', 'transfer_report',
-           'format_transfer', 'intonation', 'mean_f0', 'plot_synthesis', 'evaluate_run', 'write_report',
+           'format_transfer', 'intonation', 'report_pitch', 'plot_synthesis', 'evaluate_run', 'write_report',
            'decode_agreement']
 
 # %% ../nbs/15_evaluate.ipynb #dccc5011
@@ -643,16 +643,17 @@ def intonation(wav, fs: int, fmin: float = 60.0, fmax: float = 600.0, frame_leng
     f0, voiced, _ = librosa.pyin(wav, fmin=fmin, fmax=fmax, sr=fs, frame_length=frame_length, hop_length=hop_length,
                                  resolution=0.1)
     voiced &= np.isfinite(f0)
-    f0 = f0[near_median(np.where(voiced, f0, 1.0), voiced, max_octaves)]
+    f0 = f0[near_median(f0, voiced, max_octaves)]
     if len(f0) < 5: return none
     st = 12 * np.log2(f0)
     return dict(zip(keys, map(float, (f0.mean(), np.median(f0), np.percentile(st, 90) - np.percentile(st, 10)))))
 
 # %% ../nbs/15_evaluate.ipynb #efe2279c
-def mean_f0(wav, fs: int, prosody=None) -> float:
-    "Mean F0 (Hz) over the voiced frames of `wav` by pYIN (`intonation`); NaN when none is voiced."
+def report_pitch(wav, fs: int, prosody=None) -> dict:
+    "Mean F0 (Hz) and F0 spread (semitones) of `wav` by `intonation`, with `prosody`'s settings; NaN when unvoiced."
     prosody = prosody or ProsodyFactors(fs=fs)
-    return intonation(wav, fs, prosody.fmin, prosody.fmax, prosody.n_fft, prosody.hop_length)["f0_mean_hz"]
+    i = intonation(wav, fs, prosody.fmin, prosody.fmax, prosody.n_fft, prosody.hop_length)
+    return dict(f0_mean_hz=round(i["f0_mean_hz"], 2), f0_spread_st=round(i["f0_spread_st"], 2))
 
 # %% ../nbs/15_evaluate.ipynb #baaf2f26
 def plot_synthesis(syn, path, title: str):
@@ -694,12 +695,6 @@ def _voice_summary(rows: list, corpus: dict, emotions: list) -> dict:
                 corpus_f0_spread_st=rec("f0_spread_st"), intonation_ratio=_spread_ratio(rows, corpus))
 
 # %% ../nbs/15_evaluate.ipynb #ca599c65
-def _pitch(wav, fs: int, prosody) -> dict:
-    "The report's F0 measures of one waveform (`intonation` with the prosody extractor's settings): mean and spread."
-    i = intonation(wav, fs, prosody.fmin, prosody.fmax, prosody.n_fft, prosody.hop_length)
-    return dict(f0_mean_hz=round(i["f0_mean_hz"], 2), f0_spread_st=round(i["f0_spread_st"], 2))
-
-# %% ../nbs/15_evaluate.ipynb #ac8043a7
 def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bool = True, progress: bool = True,
                  intelligibility: bool = True, vocoder_file=None, vocoder_config=None) -> dict:
     ("Synthesise the sentences of `eval_dir` in every emotion with the run in `exp_dir` (Griffin-Lim of `n_iter`, "
@@ -729,7 +724,7 @@ def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bo
             rows.append(dict(speaker=v or "", sentence=i, uid=u, emotion=emo, text=text, frames=int(len(s.feat_gen)),
                              seconds=round(s.duration, 3), stopped=bool(len(s.prob) and s.prob[-1] >= 0.5),
                              focus_rate=round(focus_rate(s.att_w), 4),
-                             **_pitch(s.wav, s.fs, t2s.prosody), wav=f"synth/{name}.wav"))
+                             **report_pitch(s.wav, s.fs, t2s.prosody), wav=f"synth/{name}.wav"))
             bar.update()
     bar.close()
     corpus = {}                                # the same F0 measures on the corpus' recordings of these sentences
@@ -738,7 +733,8 @@ def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bo
         if e in t2s.emotions and v in vs:
             p = Path(wavs[u])
             p = p if p.is_absolute() else eval_dir/p
-            corpus.setdefault(v, {}).setdefault(e, []).append(_pitch(load_audio(p, t2s.fs, u), t2s.fs, t2s.prosody))
+            corpus.setdefault(v, {}).setdefault(e, []).append(report_pitch(load_audio(p, t2s.fs, u), t2s.fs,
+                                                                           t2s.prosody))
     per = {v: _voice_summary([r for r in rows if r["speaker"] == (v or "")], corpus.get(v, {}), t2s.emotions)
            for v in vs}
     m = dict(model_file=str(t2s.model_file), eval_data_dir=str(eval_dir), n_sentences=len(sentences),

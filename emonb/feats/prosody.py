@@ -129,6 +129,7 @@ class ProsodyFactors(torch.nn.Module):
                  voicing_threshold: float = 0.45, top_db: float = 40.0, silence_db: float = -60.0,
                  range_percentiles: tuple = (5.0, 95.0), max_octaves: float = 1.0):
         super().__init__()
+        if not max_octaves > 0: raise ValueError(f"max_octaves must be positive (1: an octave), got {max_octaves}")
         self.fs, self.n_fft, self.hop_length, self.fmin, self.fmax = fs, n_fft, hop_length, fmin, fmax
         self.hpss_fmax, self.hpss_kernel, self.voicing_threshold = hpss_fmax, tuple(hpss_kernel), voicing_threshold
         self.top_db, self.silence_db, self.range_percentiles = top_db, silence_db, tuple(range_percentiles)
