@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import librosa
 import scipy.fft
+from scipy.ndimage import gaussian_filter1d
 import soundfile as sf
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
@@ -31,7 +32,7 @@ __all__ = ['N_CEPS', 'MCD_CONST', 'CONTROL_FACTORS', 'INTELLIGIBILITY_GOALS', 'T
            'voice_kwargs', 'sentence_recordings', 'intelligibility', 'intelligibility_report', 'format_intelligibility',
            'evaluate_utterances', 'evaluate_model', 'format_report', 'data_cells', 'judge_cells', 'transfer_report',
            'format_transfer', 'intonation', 'report_pitch', 'plot_synthesis', 'evaluate_run', 'write_report',
-           'decode_agreement']
+           'fine_structure', 'harmonic_agreement', 'decode_agreement']
 
 # %% ../nbs/15_evaluate.ipynb #dccc5011
 N_CEPS = 24
@@ -541,16 +542,20 @@ def _references(rows: dict, cell: tuple, texts: list, seen: set) -> list:
     return refs
 
 # %% ../nbs/15_evaluate.ipynb #67f0302f
-def _synth_cells(t2s: Text2Speech, want: dict, syntheses: dict, batch_size: int, **options) -> dict:
-    "`{cell: {text: wav}}` for every text `want` lists, from `syntheses` where there, else synthesised by label."
+def _synth_cells(t2s: Text2Speech, want: dict, syntheses: dict, batch_size: int, draws: int = 1,
+                 **options) -> dict:
+    ("`{cell: {text: [wav, ...]}}`: `draws` syntheses by label of every text `want` lists, the first from "
+     "`syntheses` where there.")
     out = {}
     for c, texts in want.items():
-        have = dict((syntheses or {}).get(c, {}))
-        todo = [t for t in texts if t not in have]
-        for i in range(0, len(todo), batch_size):
-            outs = t2s.synthesize_batch(todo[i:i + batch_size], emo_labs=c[1], sids=c[0], **options)
-            have.update((o.text, o.wav) for o in outs)
-        out[c] = {t: have[t] for t in texts}
+        have = {t: [] for t in texts}
+        for t, w in (syntheses or {}).get(c, {}).items():
+            if t in have: have[t].append(w)
+        while todo := [t for t in texts if len(have[t]) < draws]:
+            for i in range(0, len(todo), batch_size):
+                for o in t2s.synthesize_batch(todo[i:i + batch_size], emo_labs=c[1], sids=c[0], **options):
+                    have[o.text].append(o.wav)
+        out[c] = {t: ws[:draws] for t, ws in have.items()}
     return out
 
 # %% ../nbs/15_evaluate.ipynb #59c1d0c4
@@ -570,10 +575,11 @@ def _transfer_goals(cells: dict, held: list, seen: list, cer: dict) -> dict:
 # %% ../nbs/15_evaluate.ipynb #8d6f4838
 def transfer_report(t2s: Text2Speech, eval_dir, train_dir=None, judge=None, speaker_judge=None,
                     recognizer: Recognizer | None = None, heldout=None, syntheses: dict | None = None,
-                    batch_size: int = 8, max_texts: int | None = None, **options) -> dict:
-    ("Every voice x emotion cell of `eval_dir` synthesised and judged (emotion and speaker), beside its recordings; "
-     "held-out cells also by another voice's reference, with CER.")
+                    batch_size: int = 8, max_texts: int | None = None, draws: int = 1, **options) -> dict:
+    ("Every voice x emotion cell of `eval_dir` synthesised (`draws` times) and judged (emotion and speaker), beside "
+     "its recordings; held-out cells also by another voice's reference, with CER.")
     if not t2s.speakers: raise ValueError("transfer_report needs a model with several voices (tts_conf spks)")
+    if int(draws) != draws or draws < 1: raise ValueError(f"draws must be a whole number >= 1, got {draws!r}")
     judge = judge_for(t2s, judge)
     speaker_judge = (speaker_judge if speaker_judge is not None
                      else load_speaker_judge(t2s.model_part("speaker_judge.pt")))
@@ -585,8 +591,8 @@ def transfer_report(t2s: Text2Speech, eval_dir, train_dir=None, judge=None, spea
     hrows = read_data_dir(heldout_dir() if heldout is None else heldout) if heldout != "" else {}
     want = {c: ts[:max_texts] for c, ts in _cell_texts(rows, cells).items()}
     for c, ts in _cell_texts(hrows, held).items(): want[c] += [t for t in ts[:max_texts] if t not in want[c]]
-    syn = _synth_cells(t2s, want, syntheses, batch_size, **options)
-    flat = [(c, w) for c in cells for w in syn[c].values()]
+    syn = _synth_cells(t2s, want, syntheses, batch_size, int(draws), **options)
+    flat = [(c, w) for c in cells for ws in syn[c].values() for w in ws]
     by_label = judge_cells([w for _, w in flat], [c for c, _ in flat], judge, speaker_judge)
     recs = [(c, r) for r in [*rows.values(), *hrows.values()] for c in cells
             if (r.get("speaker"), r["emotion"]) == c and r["text"] in want[c]]
@@ -605,12 +611,13 @@ def transfer_report(t2s: Text2Speech, eval_dir, train_dir=None, judge=None, spea
             out[name]["reference"]["references"] = sorted({s for _, s in refs})
             out[name]["reference_cer"] = error_rates(texts, asr.transcribe([o.wav for o in outs], t2s.fs))["cer"]
         mine = [(r["text"], w) for (cc, r), w in zip(recs, rec_wavs) if cc == c and r["text"] in syn[c]]
-        cer[name] = dict(label=error_rates(list(syn[c]), asr.transcribe(list(syn[c].values()), t2s.fs))["cer"],
+        first = [ws[0] for ws in syn[c].values()]                   # the recogniser hears one draw of each text
+        cer[name] = dict(label=error_rates(list(syn[c]), asr.transcribe(first, t2s.fs))["cer"],
                          ceiling=error_rates([t for t, _ in mine], asr.transcribe([w for _, w in mine], t2s.fs))["cer"]
                          if mine else float("nan"))
         if refs: cer[name]["reference"] = out[name]["reference_cer"]
         out[name]["cer"] = cer[name]
-    return dict(cells=out, heldout=[" ".join(c) for c in held], seen=[" ".join(c) for c in seen],
+    return dict(cells=out, heldout=[" ".join(c) for c in held], seen=[" ".join(c) for c in seen], draws=int(draws),
                 goals=_transfer_goals(out, held, seen, cer))
 
 # %% ../nbs/15_evaluate.ipynb #393911e8
@@ -627,7 +634,9 @@ def format_transfer(tr: dict) -> str:
                      f"| {f(ref, 'emotion_accuracy')} / {f(ref, 'speaker_accuracy')} "
                      f"| {f(cer, 'label')} / {f(cer, 'reference')} / {f(cer, 'ceiling')} |")
     notes = "; ".join(f"{g}: {'met' if ok else 'NOT met'}" for g, ok in tr["goals"].items())
-    return "\n".join(lines + ["", f"Judges: MelSER (emotion), SpeakerID (voice). {notes}"])
+    d = tr.get("draws", 1)
+    drawn = f" Each sentence synthesised {d} times (the prenet's dropout draws differ)." if d > 1 else ""
+    return "\n".join(lines + ["", f"Judges: MelSER (emotion), SpeakerID (voice).{drawn} {notes}"])
 
 
 
@@ -696,9 +705,10 @@ def _voice_summary(rows: list, corpus: dict, emotions: list) -> dict:
 
 # %% ../nbs/15_evaluate.ipynb #ca599c65
 def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bool = True, progress: bool = True,
-                 intelligibility: bool = True, vocoder_file=None, vocoder_config=None) -> dict:
+                 intelligibility: bool = True, vocoder_file=None, vocoder_config=None, draws: int = 3) -> dict:
     ("Synthesise the sentences of `eval_dir` in every emotion with the run in `exp_dir` (Griffin-Lim of `n_iter`, "
-     "or the neural vocoder `vocoder_file`); write wavs, plots, metrics.json, report.md.")
+     "or the neural vocoder `vocoder_file`); write wavs, plots, metrics.json, report.md; the judges of a "
+     "multi-speaker run hear `draws` syntheses of each sentence.")
     exp, eval_dir = Path(exp_dir), Path(eval_dir)
     for f in ("text", "wav.scp", "utt2emo"):
         if not (eval_dir/f).exists(): raise FileNotFoundError(f"{eval_dir/f}: eval data dir lacks {f}")
@@ -753,7 +763,8 @@ def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bo
         set_seed(0)
         sj = load_speaker_judge(t2s.model_part("speaker_judge.pt"))
         if set(t2s.speakers) <= set(sj.speakers):
-            m["transfer"] = transfer_report(t2s, eval_dir, judge=judge_for(t2s), speaker_judge=sj, syntheses=made)
+            m["transfer"] = transfer_report(t2s, eval_dir, judge=judge_for(t2s), speaker_judge=sj, syntheses=made,
+                                            draws=draws)
         else: m["transfer_skipped"] = f"the speaker judge knows {sj.speakers}, not the voices {t2s.speakers}"
     (exp/"metrics.json").write_text(json.dumps(m, indent=1))
     write_report(exp, m)
@@ -803,6 +814,26 @@ def write_report(exp_dir, m: dict) -> Path:
     p = exp/"report.md"
     p.write_text("\n".join(lines))
     return p
+
+# %% ../nbs/15_evaluate.ipynb #a0342d5e
+def fine_structure(logmel, channels: int = 30, sigma: float = 1.5) -> np.ndarray:
+    ("The lowest `channels` of a log-mel `(frames, mels)` minus their Gaussian smoothing across frequency "
+     "(`sigma` channels): the harmonics without the envelope.")
+    m = np.asarray(logmel, np.float64)
+    if m.ndim != 2 or m.shape[1] < channels:
+        raise ValueError(f"expected a log-mel (frames, mels) with at least {channels} mel channels, got {m.shape}")
+    low = m[:, :channels]
+    return low - gaussian_filter1d(low, sigma, axis=1, mode="nearest")
+
+def harmonic_agreement(ref, out, channels: int = 30, top_db: float = 30.0) -> dict:
+    ("Correlation of `out`'s fine structure with `ref`'s (two aligned log-mels, natural log) and the ratio of their "
+     "standard deviations, over `ref`'s frames within `top_db` of its loudest in those channels.")
+    ref, out = np.asarray(ref, np.float64), np.asarray(out, np.float64)
+    if ref.shape != out.shape: raise ValueError(f"log-mels of different shapes: {ref.shape} and {out.shape}")
+    level = ref[:, :channels].mean(1)
+    keep = level >= level.max() - top_db * math.log(10) / 10
+    a, b = fine_structure(ref, channels)[keep].ravel(), fine_structure(out, channels)[keep].ravel()
+    return dict(correlation=float(np.corrcoef(a, b)[0, 1]), size_ratio=float(b.std() / a.std()))
 
 # %% ../nbs/15_evaluate.ipynb #47b6e778
 def decode_agreement(t2s: Text2Speech, texts, emo_labs, seed: int = 0, **options) -> dict:
