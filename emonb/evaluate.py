@@ -32,7 +32,7 @@ __all__ = ['N_CEPS', 'MCD_CONST', 'CONTROL_FACTORS', 'INTELLIGIBILITY_GOALS', 'T
            'voice_kwargs', 'sentence_recordings', 'intelligibility', 'intelligibility_report', 'format_intelligibility',
            'evaluate_utterances', 'evaluate_model', 'format_report', 'data_cells', 'judge_cells', 'transfer_report',
            'format_transfer', 'intonation', 'report_pitch', 'plot_synthesis', 'evaluate_run', 'write_report',
-           'fine_structure', 'harmonic_agreement', 'decode_agreement']
+           'fine_structure', 'loud_frames', 'harmonic_agreement', 'decode_agreement']
 
 # %% ../nbs/15_evaluate.ipynb #dccc5011
 N_CEPS = 24
@@ -551,10 +551,12 @@ def _synth_cells(t2s: Text2Speech, want: dict, syntheses: dict, batch_size: int,
         have = {t: [] for t in texts}
         for t, w in (syntheses or {}).get(c, {}).items():
             if t in have: have[t].append(w)
-        while todo := [t for t in texts if len(have[t]) < draws]:
+        for _ in range(draws):
+            todo = [t for t in texts if len(have[t]) < draws]
             for i in range(0, len(todo), batch_size):
-                for o in t2s.synthesize_batch(todo[i:i + batch_size], emo_labs=c[1], sids=c[0], **options):
-                    have[o.text].append(o.wav)
+                batch = todo[i:i + batch_size]
+                for t, o in zip(batch, t2s.synthesize_batch(batch, emo_labs=c[1], sids=c[0], **options)):
+                    have[t].append(o.wav)
         out[c] = {t: ws[:draws] for t, ws in have.items()}
     return out
 
@@ -825,13 +827,17 @@ def fine_structure(logmel, channels: int = 30, sigma: float = 1.5) -> np.ndarray
     low = m[:, :channels]
     return low - gaussian_filter1d(low, sigma, axis=1, mode="nearest")
 
+def loud_frames(logmel, channels: int = 30, top_db: float = 30.0) -> np.ndarray:
+    "Mask of the frames whose mean over the lowest `channels` of a natural-log log-mel is within `top_db` of the loudest."
+    level = np.asarray(logmel, np.float64)[:, :channels].mean(1)
+    return level >= level.max() - top_db * math.log(10) / 10
+
 def harmonic_agreement(ref, out, channels: int = 30, top_db: float = 30.0) -> dict:
     ("Correlation of `out`'s fine structure with `ref`'s (two aligned log-mels, natural log) and the ratio of their "
-     "standard deviations, over `ref`'s frames within `top_db` of its loudest in those channels.")
+     "standard deviations, over `ref`'s `loud_frames`.")
     ref, out = np.asarray(ref, np.float64), np.asarray(out, np.float64)
     if ref.shape != out.shape: raise ValueError(f"log-mels of different shapes: {ref.shape} and {out.shape}")
-    level = ref[:, :channels].mean(1)
-    keep = level >= level.max() - top_db * math.log(10) / 10
+    keep = loud_frames(ref, channels, top_db)
     a, b = fine_structure(ref, channels)[keep].ravel(), fine_structure(out, channels)[keep].ravel()
     return dict(correlation=float(np.corrcoef(a, b)[0, 1]), size_ratio=float(b.std() / a.std()))
 
