@@ -32,7 +32,8 @@ __all__ = ['N_CEPS', 'MCD_CONST', 'CONTROL_FACTORS', 'INTELLIGIBILITY_GOALS', 'T
            'voice_kwargs', 'sentence_recordings', 'intelligibility', 'intelligibility_report', 'format_intelligibility',
            'evaluate_utterances', 'evaluate_model', 'format_report', 'data_cells', 'judge_cells', 'transfer_report',
            'format_transfer', 'intonation', 'report_pitch', 'plot_synthesis', 'evaluate_run', 'write_report',
-           'fine_structure', 'loud_frames', 'harmonic_agreement', 'decode_agreement']
+           'fine_structure', 'loud_frames', 'harmonic_agreement', 'spectral_envelope', 'shift_pitch', 'pitch_sweep',
+           'decode_agreement']
 
 # %% ../nbs/15_evaluate.ipynb #dccc5011
 N_CEPS = 24
@@ -840,6 +841,39 @@ def harmonic_agreement(ref, out, channels: int = 30, top_db: float = 30.0) -> di
     keep = loud_frames(ref, channels, top_db)
     a, b = fine_structure(ref, channels)[keep].ravel(), fine_structure(out, channels)[keep].ravel()
     return dict(correlation=float(np.corrcoef(a, b)[0, 1]), size_ratio=float(b.std() / a.std()))
+
+# %% ../nbs/15_evaluate.ipynb #c6b37fae
+def spectral_envelope(S, n_lifter: int = 30) -> np.ndarray:
+    ("Smooth envelope of each frame of a magnitude spectrogram `S` `(bins, frames)`: the spectrum kept to its first "
+     "`n_lifter` cepstral coefficients.")
+    c = np.fft.irfft(np.log(np.maximum(np.asarray(S, np.float64), 1e-8)), axis=0)
+    c[n_lifter:-n_lifter] = 0.0
+    return np.exp(np.fft.rfft(c, axis=0).real)
+
+def shift_pitch(wav, fs: int, semitones: float, n_fft: int = 1024, hop_length: int = 256,
+                n_lifter: int = 30) -> np.ndarray:
+    ("`wav` with its pitch moved by `semitones` and its spectral envelope kept: a phase-vocoder shift (2048-point "
+     "frames, hop 128) whose STFT is then scaled, frame by frame, to the original's `spectral_envelope`.")
+    y = np.asarray(wav, np.float32)
+    if y.ndim != 1: raise ValueError(f"shift_pitch: expected a mono waveform (1-D), got shape {y.shape}")
+    if not np.isfinite(semitones): raise ValueError(f"shift_pitch: semitones must be a finite number, got {semitones}")
+    if semitones == 0: return y.copy()
+    moved = librosa.stft(librosa.effects.pitch_shift(y, sr=fs, n_steps=float(semitones), n_fft=2048, hop_length=128),
+                         n_fft=n_fft, hop_length=hop_length)
+    spec = lambda x: np.abs(librosa.stft(x, n_fft=n_fft, hop_length=hop_length))
+    gain = spectral_envelope(spec(y), n_lifter) / spectral_envelope(np.abs(moved), n_lifter)
+    return librosa.istft(moved * gain, hop_length=hop_length, length=len(y)).astype(np.float32)
+
+# %% ../nbs/15_evaluate.ipynb #681983ef
+def pitch_sweep(wavs, fs: int, emotion: str, semitones=(-2, -1, 0, 1, 2, 3), judge=None) -> dict:
+    ("`{semitones: {'accuracy': ..., emotion: mean probability, ...}}`: the judge on `wavs` (at its rate `fs`), each "
+     "moved by `shift_pitch`, against the intended `emotion`.")
+    judge = judge if judge is not None else load_judge()
+    out = {}
+    for k in semitones:
+        j = judge_emotions([shift_pitch(w, fs, k) for w in wavs], [emotion] * len(wavs), judge)
+        out[k] = dict(accuracy=round(float(j["accuracy"]), 2)) | dict(zip(judge.emotions, (round(float(p), 2) for p in j["probs"].mean(0))))
+    return out
 
 # %% ../nbs/15_evaluate.ipynb #47b6e778
 def decode_agreement(t2s: Text2Speech, texts, emo_labs, seed: int = 0, **options) -> dict:
