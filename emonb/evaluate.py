@@ -869,10 +869,12 @@ def pitch_sweep(wavs, fs: int, emotion: str, semitones=(-2, -1, 0, 1, 2, 3), jud
     ("`{semitones: {'accuracy': ..., emotion: mean probability, ...}}`: the judge on `wavs` (at its rate `fs`), each "
      "moved by `shift_pitch`, against the intended `emotion`.")
     judge = judge if judge is not None else load_judge()
+    if fs != judge.frontend.fs: raise ValueError(f"pitch_sweep: waveforms at {fs} Hz, the judge hears {judge.frontend.fs} Hz")
     out = {}
     for k in semitones:
         j = judge_emotions([shift_pitch(w, fs, k) for w in wavs], [emotion] * len(wavs), judge)
-        out[k] = dict(accuracy=round(float(j["accuracy"]), 2)) | dict(zip(judge.emotions, (round(float(p), 2) for p in j["probs"].mean(0))))
+        probs = (round(float(p), 2) for p in j["probs"].mean(0))
+        out[k] = dict(accuracy=round(float(j["accuracy"]), 2)) | dict(zip(judge.emotions, probs))
     return out
 
 # %% ../nbs/15_evaluate.ipynb #47b6e778
