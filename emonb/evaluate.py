@@ -846,7 +846,10 @@ def harmonic_agreement(ref, out, channels: int = 30, top_db: float = 30.0) -> di
 def spectral_envelope(S, n_lifter: int = 30) -> np.ndarray:
     ("Smooth envelope of each frame of a magnitude spectrogram `S` `(bins, frames)`: the spectrum kept to its first "
      "`n_lifter` cepstral coefficients.")
-    c = np.fft.irfft(np.log(np.maximum(np.asarray(S, np.float64), 1e-8)), axis=0)
+    S = np.asarray(S, np.float64)
+    if not 1 <= n_lifter < S.shape[0] - 1:
+        raise ValueError(f"spectral_envelope: n_lifter must lie in 1..{S.shape[0] - 2} for {S.shape[0]} bins, got {n_lifter}")
+    c = np.fft.irfft(np.log(np.maximum(S, 1e-8)), axis=0)
     c[n_lifter:-n_lifter] = 0.0
     return np.exp(np.fft.rfft(c, axis=0).real)
 
@@ -869,10 +872,14 @@ def pitch_sweep(wavs, fs: int, emotion: str, semitones=(-2, -1, 0, 1, 2, 3), jud
     ("`{semitones: {'accuracy': ..., emotion: mean probability, ...}}`: the judge on `wavs` (at its rate `fs`), each "
      "moved by `shift_pitch`, against the intended `emotion`.")
     judge = judge if judge is not None else load_judge()
-    if fs != judge.frontend.fs: raise ValueError(f"pitch_sweep: waveforms at {fs} Hz, the judge hears {judge.frontend.fs} Hz")
+    if fs != judge.frontend.fs:
+        raise ValueError(f"pitch_sweep: waveforms at {fs} Hz, the judge hears {judge.frontend.fs} Hz")
+    def moved(i, w, k):
+        try: return shift_pitch(w, fs, k)
+        except ValueError as e: raise ValueError(f"pitch_sweep, waveform {i}: {e}") from None
     out = {}
     for k in semitones:
-        j = judge_emotions([shift_pitch(w, fs, k) for w in wavs], [emotion] * len(wavs), judge)
+        j = judge_emotions([moved(i, w, k) for i, w in enumerate(wavs)], [emotion] * len(wavs), judge)
         probs = (round(float(p), 2) for p in j["probs"].mean(0))
         out[k] = dict(accuracy=round(float(j["accuracy"]), 2)) | dict(zip(judge.emotions, probs))
     return out
