@@ -33,7 +33,7 @@ __all__ = ['N_CEPS', 'MCD_CONST', 'CONTROL_FACTORS', 'INTELLIGIBILITY_GOALS', 'T
            'evaluate_utterances', 'evaluate_model', 'format_report', 'data_cells', 'judge_cells', 'transfer_report',
            'format_transfer', 'intonation', 'report_pitch', 'plot_synthesis', 'evaluate_run', 'write_report',
            'fine_structure', 'loud_frames', 'harmonic_agreement', 'spectral_envelope', 'shift_pitch', 'pitch_sweep',
-           'decode_agreement']
+           'pitch_response', 'decode_agreement']
 
 # %% ../nbs/15_evaluate.ipynb #dccc5011
 N_CEPS = 24
@@ -883,6 +883,29 @@ def pitch_sweep(wavs, fs: int, emotion: str, semitones=(-2, -1, 0, 1, 2, 3), jud
         probs = (round(float(p), 2) for p in j["probs"].mean(0))
         out[k] = dict(accuracy=round(float(j["accuracy"]), 2)) | dict(zip(judge.emotions, probs))
     return out
+
+# %% ../nbs/15_evaluate.ipynb #6cefc1c9
+def pitch_response(t2s: Text2Speech, texts, speaker=None, emo_labs="neutral", deltas=(-0.3, -0.15, 0.0, 0.15, 0.3),
+                   seed: int = 0) -> dict:
+    ("The F0 `speaker` renders as `emo_labs`' `pitch_mean` factor is moved by `deltas`: per step the factor, the F0 "
+     "it asks of that voice (Hz) and the median F0 rendered (pYIN, over `texts`); `slope`: semitones rendered per "
+     "semitone asked.")
+    if len(deltas) < 2: raise ValueError(f"pitch_response: needs at least two deltas to compare, got {list(deltas)}")
+    if t2s.normalizer is None: raise ValueError("pitch_response: this run has no prosody statistics to ask F0 through")
+    j, norm = t2s.factor_names.index("pitch_mean"), t2s.normalizer.for_speaker(speaker)
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    label, rows = t2s.predict_factors(t2s.emotion_vector(emo_labs)).reshape(-1).astype(np.float64), []
+    for d in deltas:
+        f = label.copy()
+        f[j] = np.clip(f[j] + d, 0.0, 1.0)
+        set_seed(seed)
+        outs = t2s.synthesize_batch(texts, emo_labs=emo_labs, emo_feats=f.astype(np.float32), sids=speaker)
+        rows.append(dict(delta=float(d), pitch_mean=round(float(f[j]), 3),
+                         asked_hz=float(np.exp(norm.inverse_transform(f[None])[0, j])),
+                         rendered_hz=float(np.nanmedian([intonation(o.wav, t2s.fs)["f0_median_hz"] for o in outs]))))
+    asked, rendered = (12 * np.log2([r[k] for r in rows]) for k in ("asked_hz", "rendered_hz"))
+    ok = np.isfinite(rendered).all() and np.ptp(asked) > 0
+    return dict(speaker=speaker, emotion=emo_labs, rows=rows, slope=float(np.polyfit(asked, rendered, 1)[0]) if ok else float("nan"))
 
 # %% ../nbs/15_evaluate.ipynb #47b6e778
 def decode_agreement(t2s: Text2Speech, texts, emo_labs, seed: int = 0, **options) -> dict:
