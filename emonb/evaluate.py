@@ -888,24 +888,32 @@ def pitch_sweep(wavs, fs: int, emotion: str, semitones=(-2, -1, 0, 1, 2, 3), jud
 def pitch_response(t2s: Text2Speech, texts, speaker=None, emo_labs="neutral", deltas=(-0.3, -0.15, 0.0, 0.15, 0.3),
                    seed: int = 0) -> dict:
     ("The F0 `speaker` renders as `emo_labs`' `pitch_mean` factor is moved by `deltas`: per step the factor, the F0 "
-     "it asks of that voice (Hz) and the median F0 rendered (pYIN, over `texts`); `slope`: semitones rendered per "
-     "semitone asked.")
+     "it asks of that voice and the F0 rendered (Hz; measured as the ask is, and by pYIN) over `texts`; `slope`: "
+     "semitones measured per semitone asked.")
     if len(deltas) < 2: raise ValueError(f"pitch_response: needs at least two deltas to compare, got {list(deltas)}")
     if t2s.normalizer is None: raise ValueError("pitch_response: this run has no prosody statistics to ask F0 through")
+    if speaker is None and t2s.speakers: speaker = t2s.speakers[0]          # the voice synthesis takes by default
+    if t2s.normalizer.speakers and speaker not in t2s.normalizer.speakers:
+        raise ValueError(f"pitch_response: the prosody statistics have no voice {speaker!r} "
+                         f"(they have {sorted(t2s.normalizer.speakers)})")
     j, norm = t2s.factor_names.index("pitch_mean"), t2s.normalizer.for_speaker(speaker)
     texts = [texts] if isinstance(texts, str) else list(texts)
     label, rows = t2s.predict_factors(t2s.emotion_vector(emo_labs)).reshape(-1).astype(np.float64), []
     for d in deltas:
         f = label.copy()
-        f[j] = np.clip(f[j] + d, 0.0, 1.0)
+        f[j] = np.clip(label[j] + d, 0.0, 1.0)
         set_seed(seed)
         outs = t2s.synthesize_batch(texts, emo_labs=emo_labs, emo_feats=f.astype(np.float32), sids=speaker)
-        rows.append(dict(delta=float(d), pitch_mean=round(float(f[j]), 3),
+        logf0 = [t2s.measure_factors(o.wav, t, speaker=speaker)[1][j] for o, t in zip(outs, texts)]
+        pyin = [intonation(o.wav, t2s.fs)["f0_median_hz"] for o in outs]
+        rows.append(dict(delta=float(d), pitch_mean=round(float(f[j]), 3), clipped=bool(f[j] != label[j] + d),
                          asked_hz=float(np.exp(norm.inverse_transform(f[None])[0, j])),
-                         rendered_hz=float(np.nanmedian([intonation(o.wav, t2s.fs)["f0_median_hz"] for o in outs]))))
-    asked, rendered = (12 * np.log2([r[k] for r in rows]) for k in ("asked_hz", "rendered_hz"))
-    ok = np.isfinite(rendered).all() and np.ptp(asked) > 0
-    return dict(speaker=speaker, emotion=emo_labs, rows=rows, slope=float(np.polyfit(asked, rendered, 1)[0]) if ok else float("nan"))
+                         measured_hz=float(np.exp(np.nanmean(logf0))), pyin_hz=float(np.nanmedian(pyin)),
+                         voiced=int(np.isfinite(pyin).sum())))
+    asked, measured = (12 * np.log2([r[k] for r in rows]) for k in ("asked_hz", "measured_hz"))
+    ok = np.isfinite(measured).all() and np.ptp(asked) > 0
+    return dict(speaker=speaker, emotion=emo_labs, rows=rows,
+                slope=float(np.polyfit(asked, measured, 1)[0]) if ok else float("nan"))
 
 # %% ../nbs/15_evaluate.ipynb #47b6e778
 def decode_agreement(t2s: Text2Speech, texts, emo_labs, seed: int = 0, **options) -> dict:
