@@ -475,6 +475,8 @@ def vocoder_request(args) -> dict:
             arg("--threshold", type=float, default=0.5, help="stop-token probability that ends decoding"),
             arg("--quantize", choices=["int8"], default=None,
                 help="decode with int8 decoder weights (CPU: faster at batch 1)"),
+            arg("--match_pitch", action="store_true",
+                help="move each wav to the pitch level asked, its voice kept (Text2Speech.match_pitch)"),
             arg("--plots", action="store_true", help="also write a mel + attention plot per sentence"))
 def synth_cmd(args):
     ("Synthesise TEXT (and the lines of --text_file) with a trained run, one wav per sentence; a multi-speaker run "
@@ -495,7 +497,7 @@ def synth_cmd(args):
                                 emo_labs=args.emotion, emo_feats=dict(args.factor) or None,
                                 emo_feats_delta=dict(args.factor_delta) or None, intensity=args.intensity,
                                 ref_text=args.ref_text, maxlenratio=args.maxlenratio, minlenratio=args.minlenratio,
-                                threshold=args.threshold, **speaker)
+                                threshold=args.threshold, match_pitch=args.match_pitch, **speaker)
     for i, s in enumerate(outs, 1):
         sf.write(args.out/f"{i:03d}.wav", s.wav, s.fs)
         if args.plots: plot_synthesis(s, args.out/f"{i:03d}.png", s.text)

@@ -21,6 +21,7 @@ from .data.text import english_cleaner
 from .data.corpus import read_data_dir, heldout_dir
 from .feats.mel import LogMelFbank
 from .feats.prosody import ProsodyFactors, load_audio, near_median
+from .vocoder import shift_pitch
 from .data.dataset import emotion_order
 from .emotion import JUDGE_FILES, MelSER, load_judge, load_speaker_judge, plot_confusion, train_judges
 from .inference import Text2Speech, ExpStyleTTS, spearman
@@ -32,8 +33,7 @@ __all__ = ['N_CEPS', 'MCD_CONST', 'CONTROL_FACTORS', 'INTELLIGIBILITY_GOALS', 'T
            'voice_kwargs', 'sentence_recordings', 'intelligibility', 'intelligibility_report', 'format_intelligibility',
            'evaluate_utterances', 'evaluate_model', 'format_report', 'data_cells', 'judge_cells', 'transfer_report',
            'format_transfer', 'intonation', 'report_pitch', 'plot_synthesis', 'evaluate_run', 'write_report',
-           'fine_structure', 'loud_frames', 'harmonic_agreement', 'spectral_envelope', 'shift_pitch', 'pitch_sweep',
-           'pitch_response', 'decode_agreement']
+           'fine_structure', 'loud_frames', 'harmonic_agreement', 'pitch_sweep', 'pitch_response', 'decode_agreement']
 
 # %% ../nbs/15_evaluate.ipynb #dccc5011
 N_CEPS = 24
@@ -708,10 +708,11 @@ def _voice_summary(rows: list, corpus: dict, emotions: list) -> dict:
 
 # %% ../nbs/15_evaluate.ipynb #ca599c65
 def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bool = True, progress: bool = True,
-                 intelligibility: bool = True, vocoder_file=None, vocoder_config=None, draws: int = 3) -> dict:
+                 intelligibility: bool = True, vocoder_file=None, vocoder_config=None, draws: int = 3,
+                 **options) -> dict:
     ("Synthesise the sentences of `eval_dir` in every emotion with the run in `exp_dir` (Griffin-Lim of `n_iter`, "
      "or the neural vocoder `vocoder_file`); write wavs, plots, metrics.json, report.md; the judges of a "
-     "multi-speaker run hear `draws` syntheses of each sentence.")
+     "multi-speaker run hear `draws` syntheses of each sentence. `options` go to every synthesis (`match_pitch=True`).")
     exp, eval_dir = Path(exp_dir), Path(eval_dir)
     for f in ("text", "wav.scp", "utt2emo"):
         if not (eval_dir/f).exists(): raise FileNotFoundError(f"{eval_dir/f}: eval data dir lacks {f}")
@@ -729,7 +730,7 @@ def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bo
                dynamic_ncols=True)
     for v, emo in ((v, e) for v in vs for e in t2s.emotions):
         for i, (text, u) in enumerate(sentences.items(), 1):
-            s = t2s(text, emo_labs=emo, **voice_kwargs(v))
+            s = t2s(text, emo_labs=emo, **voice_kwargs(v), **options)
             made.setdefault((v, emo), {})[text] = s.wav
             name = f"{i:02d}.{emo}" if v is None else f"{v}.{i:02d}.{emo}"
             sf.write(syn_dir/f"{name}.wav", s.wav, s.fs)
@@ -750,7 +751,7 @@ def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bo
                                                                            t2s.prosody))
     per = {v: _voice_summary([r for r in rows if r["speaker"] == (v or "")], corpus.get(v, {}), t2s.emotions)
            for v in vs}
-    m = dict(model_file=str(t2s.model_file), eval_data_dir=str(eval_dir), n_sentences=len(sentences),
+    m = dict(model_file=str(t2s.model_file), eval_data_dir=str(eval_dir), n_sentences=len(sentences), options=options,
              emotions=t2s.emotions, speakers=t2s.speakers,
              focus_rate=round(float(np.mean([r["focus_rate"] for r in rows])), 4),
              stopped_fraction=round(float(np.mean([r["stopped"] for r in rows])), 4), utterances=rows)
@@ -758,7 +759,8 @@ def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bo
     else: m.update(per[None])
     set_seed(0)
     few = dict(max_train_sentences=3, max_sentences=4) if t2s.speakers else {}     # three voices: keep the time
-    iq = {v: intelligibility_report(t2s, eval_dir, recordings_per_sentence=1, speaker=v, **few) for v in vs} \
+    iq = {v: intelligibility_report(t2s, eval_dir, recordings_per_sentence=1, speaker=v, **few, **options)
+          for v in vs} \
         if intelligibility else {}
     m["intelligibility"] = iq.get(None, {}) if not t2s.speakers else {}
     if t2s.speakers:
@@ -767,7 +769,7 @@ def evaluate_run(exp_dir, eval_dir, model_file=None, n_iter: int = 32, plots: bo
         sj = load_speaker_judge(t2s.model_part("speaker_judge.pt"))
         if set(t2s.speakers) <= set(sj.speakers):
             m["transfer"] = transfer_report(t2s, eval_dir, judge=judge_for(t2s), speaker_judge=sj, syntheses=made,
-                                            draws=draws)
+                                            draws=draws, **options)
         else: m["transfer_skipped"] = f"the speaker judge knows {sj.speakers}, not the voices {t2s.speakers}"
     (exp/"metrics.json").write_text(json.dumps(m, indent=1))
     write_report(exp, m)
@@ -782,7 +784,8 @@ def write_report(exp_dir, m: dict) -> Path:
     lines = [f"# emonb run `{exp.name}`", "",
              f"- model: `{Path(m['model_file']).name}`; last epoch: `{last[0] if last else '?'}`",
              f"- synthesised {m['n_sentences']} sentences of `{m['eval_data_dir']}` in {len(m['emotions'])} emotions "
-             f"({m['stopped_fraction']:.0%} stopped by the stop token)",
+             f"({m['stopped_fraction']:.0%} stopped by the stop token)"
+             + (f"; synthesis options {m['options']}" if m.get("options") else ""),
              f"- attention focus rate: **{m['focus_rate']:.3f}** "
              f"(mean of the largest attention weight per decoder step)"]
     per = m.get("voices") or {"": m}
@@ -842,31 +845,6 @@ def harmonic_agreement(ref, out, channels: int = 30, top_db: float = 30.0) -> di
     a, b = fine_structure(ref, channels)[keep].ravel(), fine_structure(out, channels)[keep].ravel()
     return dict(correlation=float(np.corrcoef(a, b)[0, 1]), size_ratio=float(b.std() / a.std()))
 
-# %% ../nbs/15_evaluate.ipynb #c6b37fae
-def spectral_envelope(S, n_lifter: int = 30) -> np.ndarray:
-    ("Smooth envelope of each frame of a magnitude spectrogram `S` `(bins, frames)`: the spectrum kept to its first "
-     "`n_lifter` cepstral coefficients.")
-    S = np.asarray(S, np.float64)
-    if not 1 <= n_lifter < S.shape[0] - 1:
-        raise ValueError(f"spectral_envelope: n_lifter must lie in 1..{S.shape[0] - 2} for {S.shape[0]} bins, got {n_lifter}")
-    c = np.fft.irfft(np.log(np.maximum(S, 1e-8)), axis=0)
-    c[n_lifter:-n_lifter] = 0.0
-    return np.exp(np.fft.rfft(c, axis=0).real)
-
-def shift_pitch(wav, fs: int, semitones: float, n_fft: int = 1024, hop_length: int = 256,
-                n_lifter: int = 30) -> np.ndarray:
-    ("`wav` with its pitch moved by `semitones` and its spectral envelope kept: a phase-vocoder shift (2048-point "
-     "frames, hop 128) whose STFT is then scaled, frame by frame, to the original's `spectral_envelope`.")
-    y = np.asarray(wav, np.float32)
-    if y.ndim != 1: raise ValueError(f"shift_pitch: expected a mono waveform (1-D), got shape {y.shape}")
-    if not np.isfinite(semitones): raise ValueError(f"shift_pitch: semitones must be a finite number, got {semitones}")
-    if semitones == 0: return y.copy()
-    moved = librosa.stft(librosa.effects.pitch_shift(y, sr=fs, n_steps=float(semitones), n_fft=2048, hop_length=128),
-                         n_fft=n_fft, hop_length=hop_length)
-    spec = lambda x: np.abs(librosa.stft(x, n_fft=n_fft, hop_length=hop_length))
-    gain = spectral_envelope(spec(y), n_lifter) / spectral_envelope(np.abs(moved), n_lifter)
-    return librosa.istft(moved * gain, hop_length=hop_length, length=len(y)).astype(np.float32)
-
 # %% ../nbs/15_evaluate.ipynb #681983ef
 def pitch_sweep(wavs, fs: int, emotion: str, semitones=(-2, -1, 0, 1, 2, 3), judge=None) -> dict:
     ("`{semitones: {'accuracy': ..., emotion: mean probability, ...}}`: the judge on `wavs` (at its rate `fs`), each "
@@ -886,10 +864,10 @@ def pitch_sweep(wavs, fs: int, emotion: str, semitones=(-2, -1, 0, 1, 2, 3), jud
 
 # %% ../nbs/15_evaluate.ipynb #6cefc1c9
 def pitch_response(t2s: Text2Speech, texts, speaker=None, emo_labs="neutral", deltas=(-0.3, -0.15, 0.0, 0.15, 0.3),
-                   seed: int = 0) -> dict:
+                   seed: int = 0, match_pitch: bool = False) -> dict:
     ("The F0 `speaker` renders as `emo_labs`' `pitch_mean` factor is moved by `deltas`: per step the factor, the F0 "
      "it asks of that voice and the F0 rendered (Hz; measured as the ask is, and by pYIN) over `texts`; `slope`: "
-     "semitones measured per semitone asked.")
+     "semitones measured per semitone asked. The decoder's own pitch, or with `match_pitch` the level set after it.")
     if len(deltas) < 2: raise ValueError(f"pitch_response: needs at least two deltas to compare, got {list(deltas)}")
     if t2s.normalizer is None: raise ValueError("pitch_response: this run has no prosody statistics to ask F0 through")
     if speaker is None and t2s.speakers: speaker = t2s.speakers[0]          # the voice synthesis takes by default
@@ -903,7 +881,8 @@ def pitch_response(t2s: Text2Speech, texts, speaker=None, emo_labs="neutral", de
         f = label.copy()
         f[j] = np.clip(label[j] + d, 0.0, 1.0)
         set_seed(seed)
-        outs = t2s.synthesize_batch(texts, emo_labs=emo_labs, emo_feats=f.astype(np.float32), sids=speaker)
+        outs = t2s.synthesize_batch(texts, emo_labs=emo_labs, emo_feats=f.astype(np.float32), sids=speaker,
+                                    match_pitch=match_pitch)
         logf0 = [t2s.measure_factors(o.wav, t, speaker=speaker)[1][j] for o, t in zip(outs, texts)]
         pyin = [intonation(o.wav, t2s.fs)["f0_median_hz"] for o in outs]
         rows.append(dict(delta=float(d), pitch_mean=round(float(f[j]), 3), clipped=bool(f[j] != label[j] + d),

@@ -16,10 +16,10 @@ from fastcore.basics import patch
 import emonb
 from .core import data_samples_dir, get_device, load_yaml, save_yaml, unzip_cached
 from .data.text import TextProcessor, save_token_list
-from .feats.prosody import FACTOR_NAMES, ProsodyFactors, ProsodyNormalizer, count_tokens
+from .feats.prosody import FACTOR_NAMES, ProsodyFactors, ProsodyNormalizer, count_tokens, near_median
 from .model import Conditioning
 from .task import TTSTask
-from .vocoder import Spectrogram2Wav, ParallelWaveGANVocoder
+from .vocoder import Spectrogram2Wav, ParallelWaveGANVocoder, shift_pitch
 from .emotion import default_judge_path, default_speaker_judge_path, emotion_model_file, load_speaker_id
 
 # %% auto #0
@@ -279,6 +279,31 @@ def match_energy(self: Text2Speech, wav: torch.Tensor, feat: torch.Tensor, emo_f
     shift = gain_db / 20 * math.log(10) / (math.log(base) if base else 1.0)
     return wav * 10 ** (gain_db / 20), feat + shift
 
+# %% ../nbs/14_inference.ipynb #3c4da8ec
+@patch
+def pitch_level(self: Text2Speech, wav, min_voiced: int = 5) -> float | None:
+    ("Mean log F0 (log Hz) of `wav`'s voiced frames within three quarters of an octave of their median; None with "
+     "fewer than `min_voiced` of them.")
+    y = np.asarray(wav, np.float32)
+    if len(y) < self.prosody.n_fft: return None                       # shorter than one frame: nothing to measure
+    tr = self.prosody.frames(y)
+    voiced = near_median(tr["f0"], tr["voiced"], 0.75)                # octave errors out
+    return float(np.log(tr["f0"][voiced]).mean()) if voiced.sum() >= min_voiced else None
+
+@patch
+def match_pitch(self: Text2Speech, wav: torch.Tensor, emo_feats: torch.Tensor, speaker: str | None = None,
+                max_shift: float = 12.0) -> tuple[torch.Tensor, float]:
+    ("`(wav, semitones)`: the waveform moved so that its `pitch_level` is the `pitch_mean` that `emo_feats` (in "
+     "[0, 1], `speaker`'s scale) asks for, and the semitones it was moved.")
+    y = wav.detach().cpu().numpy()
+    got = self.pitch_level(y)
+    if got is None: return wav, 0.0
+    j = self.factor_names.index("pitch_mean")
+    want = float(self.normalizer.for_speaker(speaker).inverse_transform(emo_feats.detach().cpu().numpy().astype(np.float64))[j])
+    st = float(np.clip(12 / math.log(2) * (want - got), -max_shift, max_shift))
+    if abs(st) < 0.1: return wav, 0.0
+    return torch.from_numpy(shift_pitch(y, self.fs, st, self.prosody.n_fft, self.prosody.hop_length)).to(wav), st
+
 # %% ../nbs/14_inference.ipynb #50233457
 @dataclass
 class Synthesis:
@@ -372,8 +397,8 @@ def _check_stops(self: Text2Speech, texts: list, prob, lens, dec: dict):
 @patch
 @torch.no_grad()
 def synthesize_batch(self: Text2Speech, texts: list, ref_audio=None, emo_labs=None, emo_feats=None,
-                     emo_feats_delta=None, intensity=1.0, ref_text=None, match_energy: bool = True, sids=None,
-                     spembs=None, ref_spk=None, **options) -> list[Synthesis]:
+                     emo_feats_delta=None, intensity=1.0, ref_text=None, match_energy: bool = True,
+                     match_pitch: bool = False, sids=None, spembs=None, ref_spk=None, **options) -> list[Synthesis]:
     "Synthesise several texts at once; each conditioning argument is shared or a list with one entry per text."
     if isinstance(texts, str): raise TypeError("synthesize_batch takes a list of texts; call the object for one text")
     if not texts: raise ValueError("synthesize_batch: no texts")
@@ -393,14 +418,18 @@ def synthesize_batch(self: Text2Speech, texts: list, ref_audio=None, emo_labs=No
     self._check_stops(texts, out["prob"], lens, dec)
     feats = m.normalize.inverse(out["feat_gen"], lens)[0] if m.normalize is not None else out["feat_gen"]
     wavs, feats = self._vocode(feats, lens, voc), list(feats)
-    if match_energy and cond.emo_feats is not None and self.normalizer is not None:
+    shifts = [0.0] * n                                                  # semitones match_pitch moved each
+    if cond.emo_feats is not None and self.normalizer is not None:
         for b in range(n):
-            wavs[b], feats[b] = self.match_energy(wavs[b], feats[b], out["emo_feats"][b], self._speaker_name(cond, b))
+            spk, f = self._speaker_name(cond, b), out["emo_feats"][b]
+            if match_pitch: wavs[b], shifts[b] = self.match_pitch(wavs[b], f, spk)
+            if match_energy: wavs[b], feats[b] = self.match_energy(wavs[b], feats[b], f, spk)
     r, np_ = self.tts.reduction_factor, lambda x, b: None if x is None else x[b].cpu().numpy()
     return [Synthesis(texts[b], wavs[b].cpu().numpy(), self.fs, feats[b][:int(lens[b])].cpu().numpy(),
                       out["att_w"][b, :int(lens[b]) // r, :len(ids[b]) + 1].cpu().numpy(),
                       out["prob"][b, :int(lens[b])].cpu().numpy(),
-                      np_(out.get("emo_labs"), b), np_(out.get("emo_feats"), b), self._named(cond, b, args[0][b]))
+                      np_(out.get("emo_labs"), b), np_(out.get("emo_feats"), b),
+                      self._named(cond, b, args[0][b]) | dict(pitch_shift=round(shifts[b], 3)))
             for b in range(n)]
 
 # %% ../nbs/14_inference.ipynb #b1b92db9
@@ -443,13 +472,14 @@ def _join(self: Text2Speech, text: str, parts: list, pause: float = 0.3) -> Synt
 # %% ../nbs/14_inference.ipynb #ecc99e64
 @patch
 def __call__(self: Text2Speech, text: str, ref_audio=None, emo_labs=None, emo_feats=None, emo_feats_delta=None,
-             intensity: float = 1.0, ref_text: str | None = None, match_energy: bool = True, max_chars: int = 200,
+             intensity: float = 1.0, ref_text: str | None = None, match_energy: bool = True, match_pitch: bool = False,
+             max_chars: int = 200,
              batch_size: int = 8, pause: float = 0.3, sids=None, spembs=None, ref_spk=None, **options) -> Synthesis:
     ("Synthesise `text` with the requested emotion; see `conditioning` for the arguments and `synthesize_batch` for "
      "`options`; a text longer than `max_chars` is synthesised in pieces (`split_text`).")
     if not isinstance(text, str):
         raise TypeError(f"text must be a str (use synthesize_batch for several), got {type(text).__name__}")
-    request = (ref_audio, emo_labs, emo_feats, emo_feats_delta, intensity, ref_text, match_energy)
+    request = (ref_audio, emo_labs, emo_feats, emo_feats_delta, intensity, ref_text, match_energy, match_pitch)
     options.update(sids=sids, spembs=None if spembs is None else self._spembs(spembs, None), ref_spk=ref_spk)
     pieces = split_text(text, max_chars) if len(text) > max_chars else [text]
     if len(pieces) == 1: return self.synthesize_batch([text], *request, **options)[0]

@@ -17,7 +17,7 @@ from .core import load_yaml, save_yaml, safe_load, atomic_save
 __all__ = ['VOCODER_KEYS', 'VOCODER_GENERATORS', 'BATCHED_GENERATORS', 'overlap_add', 'griffin_lim', 'spectral_convergence',
            'Spectrogram2Wav', 'sharpen_mel', 'bench_griffinlim', 'import_parallel_wavegan', 'vocoder_front_end',
            'check_vocoder_front_end', 'find_vocoder_files', 'load_vocoder_stats', 'build_vocoder_generator',
-           'save_vocoder', 'ParallelWaveGANVocoder']
+           'save_vocoder', 'ParallelWaveGANVocoder', 'spectral_envelope', 'shift_pitch']
 
 # %% ../nbs/13_vocoder.ipynb #49e4a7be
 def overlap_add(frames: torch.Tensor, hop_length: int) -> torch.Tensor:
@@ -476,3 +476,28 @@ def forward(self: ParallelWaveGANVocoder, mel, lengths=None, uids: list[str] | N
     else: out = [self.generator.inference(c[i, :n]).reshape(-1) for i, n in enumerate(lengths.tolist())]
     if as_numpy: out = [o.cpu().numpy() for o in out]
     return out[0] if single else out
+
+# %% ../nbs/13_vocoder.ipynb #305fe953
+def spectral_envelope(S, n_lifter: int = 30) -> np.ndarray:
+    ("Smooth envelope of each frame of a magnitude spectrogram `S` `(bins, frames)`: the spectrum kept to its first "
+     "`n_lifter` cepstral coefficients.")
+    S = np.asarray(S, np.float64)
+    if not 1 <= n_lifter < S.shape[0] - 1:
+        raise ValueError(f"spectral_envelope: n_lifter must lie in 1..{S.shape[0] - 2} for {S.shape[0]} bins, got {n_lifter}")
+    c = np.fft.irfft(np.log(np.maximum(S, 1e-8)), axis=0)
+    c[n_lifter:-n_lifter] = 0.0
+    return np.exp(np.fft.rfft(c, axis=0).real)
+
+def shift_pitch(wav, fs: int, semitones: float, n_fft: int = 1024, hop_length: int = 256,
+                n_lifter: int = 30) -> np.ndarray:
+    ("`wav` with its pitch moved by `semitones` and its spectral envelope kept: a phase-vocoder shift (2048-point "
+     "frames, hop 128) whose STFT is then scaled, frame by frame, to the original's `spectral_envelope`.")
+    y = np.asarray(wav, np.float32)
+    if y.ndim != 1: raise ValueError(f"shift_pitch: expected a mono waveform (1-D), got shape {y.shape}")
+    if not np.isfinite(semitones): raise ValueError(f"shift_pitch: semitones must be a finite number, got {semitones}")
+    if semitones == 0: return y.copy()
+    moved = librosa.stft(librosa.effects.pitch_shift(y, sr=fs, n_steps=float(semitones), n_fft=2048, hop_length=128),
+                         n_fft=n_fft, hop_length=hop_length)
+    spec = lambda x: np.abs(librosa.stft(x, n_fft=n_fft, hop_length=hop_length))
+    gain = spectral_envelope(spec(y), n_lifter) / spectral_envelope(np.abs(moved), n_lifter)
+    return librosa.istft(moved * gain, hop_length=hop_length, length=len(y)).astype(np.float32)
