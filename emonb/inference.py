@@ -263,14 +263,18 @@ def conditioning(self: Text2Speech, ref_audio=None, emo_labs=None, emo_feats=Non
 
 # %% ../nbs/14_inference.ipynb #8ead6741
 @patch
+def asked_factor(self: Text2Speech, emo_feats, name: str, speaker: str | None = None) -> float:
+    "The raw value (in the factor's own unit) of factor `name` that `emo_feats` (in [0, 1], `speaker`'s scale) asks."
+    f = emo_feats.detach().cpu().numpy() if torch.is_tensor(emo_feats) else np.asarray(emo_feats)
+    return float(self.normalizer.for_speaker(speaker).inverse_transform(f.astype(np.float64))[self.factor_names.index(name)])
+
+@patch
 def match_energy(self: Text2Speech, wav: torch.Tensor, feat: torch.Tensor, emo_feats: torch.Tensor,
                  speaker: str | None = None):
     ("`(wav, log-mel)` scaled so that the waveform's measured `energy_mean` is the one `emo_feats` (in [0, 1], "
      "`speaker`'s scale) asks for.")
     if wav.numel() < self.prosody.n_fft: return wav, feat             # shorter than one frame: nothing to measure
-    k = self.factor_names.index("energy_mean")
-    nm = self.normalizer.for_speaker(speaker)
-    want = float(nm.inverse_transform(emo_feats.detach().cpu().numpy().astype(np.float64))[k])
+    want = self.asked_factor(emo_feats, "energy_mean", speaker)
     tr = self.prosody.frames(wav.detach().cpu().numpy())
     if not tr["speech"].any(): return wav, feat
     gain_db = want - float(tr["energy_db"][tr["speech"]].mean())
@@ -292,17 +296,19 @@ def pitch_level(self: Text2Speech, wav, min_voiced: int = 5) -> float | None:
 
 @patch
 def match_pitch(self: Text2Speech, wav: torch.Tensor, emo_feats: torch.Tensor, speaker: str | None = None,
-                max_shift: float = 12.0) -> tuple[torch.Tensor, float]:
+                max_shift: float = 6.0) -> tuple[torch.Tensor, float]:
     ("`(wav, semitones)`: the waveform moved so that its `pitch_level` is the `pitch_mean` that `emo_feats` (in "
      "[0, 1], `speaker`'s scale) asks for, and the semitones it was moved.")
     y = wav.detach().cpu().numpy()
     got = self.pitch_level(y)
     if got is None: return wav, 0.0
-    j = self.factor_names.index("pitch_mean")
-    want = float(self.normalizer.for_speaker(speaker).inverse_transform(emo_feats.detach().cpu().numpy().astype(np.float64))[j])
+    want = self.asked_factor(emo_feats, "pitch_mean", speaker)
     st = float(np.clip(12 / math.log(2) * (want - got), -max_shift, max_shift))
     if abs(st) < 0.1: return wav, 0.0
-    return torch.from_numpy(shift_pitch(y, self.fs, st, self.prosody.n_fft, self.prosody.hop_length)).to(wav), st
+    moved = shift_pitch(y, self.fs, st, self.prosody.n_fft, self.prosody.hop_length)
+    peak = float(np.abs(moved).max())
+    if peak > 0.999: moved = moved * (0.999 / peak)                    # never clip
+    return torch.from_numpy(moved).to(wav), st
 
 # %% ../nbs/14_inference.ipynb #50233457
 @dataclass
@@ -418,6 +424,8 @@ def synthesize_batch(self: Text2Speech, texts: list, ref_audio=None, emo_labs=No
     self._check_stops(texts, out["prob"], lens, dec)
     feats = m.normalize.inverse(out["feat_gen"], lens)[0] if m.normalize is not None else out["feat_gen"]
     wavs, feats = self._vocode(feats, lens, voc), list(feats)
+    if match_pitch and (cond.emo_feats is None or self.normalizer is None):
+        raise ValueError("match_pitch: this model has no prosody factors and statistics to ask a pitch level through")
     shifts = [0.0] * n                                                  # semitones match_pitch moved each
     if cond.emo_feats is not None and self.normalizer is not None:
         for b in range(n):
@@ -466,8 +474,9 @@ def _join(self: Text2Speech, text: str, parts: list, pause: float = 0.3) -> Synt
     width = max(p.att_w.shape[1] for p in parts)
     att = np.concatenate([np.pad(p.att_w, ((0, 0), (0, width - p.att_w.shape[1]))) for p in parts])
     first = parts[0]
+    shifts = [p.conditioning.get("pitch_shift", 0.0) for p in parts]
     return Synthesis(text, wav, self.fs, feat, att, prob, first.emo_labs, first.emo_feats,
-                     {**first.conditioning, "chunks": len(parts)}, parts)
+                     {**first.conditioning, "chunks": len(parts), "pitch_shift": shifts}, parts)
 
 # %% ../nbs/14_inference.ipynb #ecc99e64
 @patch
