@@ -874,7 +874,7 @@ def pitch_response(t2s: Text2Speech, texts, speaker=None, emo_labs="neutral", de
     if t2s.normalizer.speakers and speaker not in t2s.normalizer.speakers:
         raise ValueError(f"pitch_response: the prosody statistics have no voice {speaker!r} "
                          f"(they have {sorted(t2s.normalizer.speakers)})")
-    j, norm = t2s.factor_names.index("pitch_mean"), t2s.normalizer.for_speaker(speaker)
+    j = t2s.factor_names.index("pitch_mean")
     texts = [texts] if isinstance(texts, str) else list(texts)
     label, rows = t2s.predict_factors(t2s.emotion_vector(emo_labs)).reshape(-1).astype(np.float64), []
     for d in deltas:
@@ -886,7 +886,7 @@ def pitch_response(t2s: Text2Speech, texts, speaker=None, emo_labs="neutral", de
         logf0 = [t2s.measure_factors(o.wav, t, speaker=speaker)[1][j] for o, t in zip(outs, texts)]
         pyin = [intonation(o.wav, t2s.fs)["f0_median_hz"] for o in outs]
         rows.append(dict(delta=float(d), pitch_mean=round(float(f[j]), 3), clipped=bool(f[j] != label[j] + d),
-                         asked_hz=float(np.exp(norm.inverse_transform(f[None])[0, j])),
+                         asked_hz=math.exp(t2s.asked_factor(f, "pitch_mean", speaker)),
                          measured_hz=float(np.exp(np.nanmean(logf0))), pyin_hz=float(np.nanmedian(pyin)),
                          voiced=int(np.isfinite(pyin).sum())))
     asked, measured = (12 * np.log2([r[k] for r in rows]) for k in ("asked_hz", "measured_hz"))
