@@ -435,7 +435,8 @@ def vocoder_request(args) -> dict:
     if args.griffin_lim_iters is not None:
         raise UsageError("--griffin_lim_iters is a Griffin-Lim option; it has no meaning with --vocoder_file")
     if importlib.util.find_spec("parallel_wavegan") is None:
-        raise UsageError("--vocoder_file needs the optional package parallel_wavegan: pip install \"emonb[vocoder]\"")
+        raise UsageError("--vocoder_file needs the optional package parallel_wavegan: pip install --no-build-isolation "
+                         "--no-deps \"parallel-wavegan>=0.6.1\" && pip install \"emonb[vocoder]\"")
     return dict(vocoder_conf={} if args.sharpen is None else dict(sharpen=args.sharpen),
                 vocoder_file=args.vocoder_file, vocoder_config=args.vocoder_config)
 
@@ -477,6 +478,9 @@ def vocoder_request(args) -> dict:
                 help="decode with int8 decoder weights (CPU: faster at batch 1)"),
             arg("--match_pitch", action="store_true",
                 help="move each wav to the pitch level asked, its voice kept (Text2Speech.match_pitch)"),
+            arg("--intonation_from", default=None, metavar="NAME",
+                help="a multi-speaker run: lay the intonation of voice NAME (the same text and request in that "
+                     "voice) on each wav, at the level asked, its voice kept (Text2Speech.borrow_intonation)"),
             arg("--plots", action="store_true", help="also write a mel + attention plot per sentence"))
 def synth_cmd(args):
     ("Synthesise TEXT (and the lines of --text_file) with a trained run, one wav per sentence; a multi-speaker run "
@@ -497,7 +501,8 @@ def synth_cmd(args):
                                 emo_labs=args.emotion, emo_feats=dict(args.factor) or None,
                                 emo_feats_delta=dict(args.factor_delta) or None, intensity=args.intensity,
                                 ref_text=args.ref_text, maxlenratio=args.maxlenratio, minlenratio=args.minlenratio,
-                                threshold=args.threshold, match_pitch=args.match_pitch, **speaker)
+                                threshold=args.threshold, match_pitch=args.match_pitch,
+                                intonation_from=args.intonation_from, **speaker)
     for i, s in enumerate(outs, 1):
         sf.write(args.out/f"{i:03d}.wav", s.wav, s.fs)
         if args.plots: plot_synthesis(s, args.out/f"{i:03d}.png", s.text)

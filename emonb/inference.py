@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import librosa
+from scipy.ndimage import median_filter
 import soundfile as sf
 from matplotlib.figure import Figure
 from fastcore.basics import patch
@@ -23,9 +24,9 @@ from .vocoder import Spectrogram2Wav, ParallelWaveGANVocoder, shift_pitch
 from .emotion import default_judge_path, default_speaker_judge_path, emotion_model_file, load_speaker_id
 
 # %% auto #0
-__all__ = ['MODEL_PREFERENCE', 'PACK_PARTS', 'find_model_file', 'Text2Speech', 'Synthesis', 'split_text', 'file_sha256',
-           'check_checksums', 'write_checksums', 'export_model', 'model_readme', 'base_voice_dir', 'pack_model',
-           'open_pack', 'rankdata', 'spearman', 'ExpStyleTTS']
+__all__ = ['MODEL_PREFERENCE', 'PACK_PARTS', 'find_model_file', 'Text2Speech', 'token_positions', 'Synthesis', 'split_text',
+           'file_sha256', 'check_checksums', 'write_checksums', 'export_model', 'model_readme', 'base_voice_dir',
+           'pack_model', 'open_pack', 'rankdata', 'spearman', 'ExpStyleTTS']
 
 # %% ../nbs/14_inference.ipynb #bbe34ed3
 MODEL_PREFERENCE = ("valid.loss.ave.pth", "valid.loss.best.pth", "train.loss.ave.pth", "train.loss.best.pth")
@@ -285,14 +286,19 @@ def match_energy(self: Text2Speech, wav: torch.Tensor, feat: torch.Tensor, emo_f
 
 # %% ../nbs/14_inference.ipynb #3c4da8ec
 @patch
-def pitch_level(self: Text2Speech, wav, min_voiced: int = 5) -> float | None:
-    ("Mean log F0 (log Hz) of `wav`'s voiced frames within three quarters of an octave of their median; None with "
-     "fewer than `min_voiced` of them.")
+def voiced_f0(self: Text2Speech, wav) -> tuple[np.ndarray, np.ndarray]:
+    ("`(F0 in Hz, voiced)` per frame of `wav` by the prosody tracker, the voiced frames kept to those within three "
+     "quarters of an octave of their median; both empty for a waveform shorter than one frame.")
     y = np.asarray(wav, np.float32)
-    if len(y) < self.prosody.n_fft: return None                       # shorter than one frame: nothing to measure
+    if len(y) < self.prosody.n_fft: return np.zeros(0), np.zeros(0, bool)
     tr = self.prosody.frames(y)
-    voiced = near_median(tr["f0"], tr["voiced"], 0.75)                # octave errors out
-    return float(np.log(tr["f0"][voiced]).mean()) if voiced.sum() >= min_voiced else None
+    return tr["f0"], near_median(tr["f0"], tr["voiced"], 0.75)      # octave errors out
+
+@patch
+def pitch_level(self: Text2Speech, wav, min_voiced: int = 5) -> float | None:
+    "Mean log F0 (log Hz) of `wav`'s `voiced_f0` frames; None with fewer than `min_voiced` of them."
+    f0, voiced = self.voiced_f0(wav)
+    return float(np.log(f0[voiced]).mean()) if voiced.sum() >= min_voiced else None
 
 @patch
 def match_pitch(self: Text2Speech, wav: torch.Tensor, emo_feats: torch.Tensor, speaker: str | None = None,
@@ -305,6 +311,46 @@ def match_pitch(self: Text2Speech, wav: torch.Tensor, emo_feats: torch.Tensor, s
     want = self.asked_factor(emo_feats, "pitch_mean", speaker)
     st = float(np.clip(12 / math.log(2) * (want - got), -max_shift, max_shift))
     if abs(st) < 0.1: return wav, 0.0
+    moved = shift_pitch(y, self.fs, st, self.prosody.n_fft, self.prosody.hop_length)
+    peak = float(np.abs(moved).max())
+    if peak > 0.999: moved = moved * (0.999 / peak)                    # never clip
+    return torch.from_numpy(moved).to(wav), st
+
+# %% ../nbs/14_inference.ipynb #5371193e
+def token_positions(att_w, reduction_factor: int, n_frames: int) -> np.ndarray:
+    ("The input position each of `n_frames` output frames attends to: the centre of mass of each decoder step's "
+     "attention `att_w` `(steps, tokens)`, never moving back, spread over the step's frames, strictly increasing.")
+    a = np.asarray(att_w, np.float64)
+    p = np.maximum.accumulate((a * np.arange(a.shape[1])).sum(1) / np.maximum(a.sum(1), 1e-9))
+    p = np.interp(np.arange(n_frames), np.arange(len(p) * reduction_factor), np.repeat(p, reduction_factor))
+    return p + 1e-6 * np.arange(n_frames)
+
+@patch
+def pitch_contour(self: Text2Speech, wav, min_voiced: int = 5, width: int = 5) -> np.ndarray | None:
+    ("Log F0 per frame of `wav`: its `voiced_f0` frames median-filtered over `width` of them and interpolated "
+     "through the others; None with fewer than `min_voiced` voiced frames.")
+    f0, voiced = self.voiced_f0(wav)
+    if voiced.sum() < min_voiced: return None
+    t = np.arange(len(f0))
+    return np.interp(t, t[voiced], median_filter(np.log(f0[voiced]), width, mode="nearest"))
+
+# %% ../nbs/14_inference.ipynb #b8a8e49b
+@patch
+def borrow_intonation(self: Text2Speech, wav: torch.Tensor, att_w, donor: "Synthesis", emo_feats,
+                      speaker: str | None = None, max_shift: float = 6.0) -> tuple[torch.Tensor, np.ndarray | None]:
+    ("`(wav, semitones per frame)`: `wav` (whose decoder attended as `att_w`) moved onto the pitch contour of `donor` "
+     "(another voice's synthesis of the same text), frame matched to frame by text position, laid around the "
+     "`pitch_mean` that `emo_feats` asks of `speaker`; unmoved (None) if either has too few voiced frames.")
+    y = wav.detach().cpu().numpy()
+    own, theirs = self.pitch_contour(y), self.pitch_contour(donor.wav)
+    if own is None or theirs is None: return wav, None
+    r = self.tts.reduction_factor
+    at = np.interp(token_positions(att_w, r, len(own)), token_positions(donor.att_w, r, len(theirs)),
+                   np.arange(len(theirs)))                              # the donor's frame at each of ours
+    shape = np.interp(at, np.arange(len(theirs)), theirs)
+    shape = shape - shape[self.voiced_f0(y)[1]].mean()                  # centred where this voice is voiced
+    want = self.asked_factor(emo_feats, "pitch_mean", speaker)
+    st = np.clip(12 / math.log(2) * (want + shape - own), -max_shift, max_shift)
     moved = shift_pitch(y, self.fs, st, self.prosody.n_fft, self.prosody.hop_length)
     peak = float(np.abs(moved).max())
     if peak > 0.999: moved = moved * (0.999 / peak)                    # never clip
@@ -404,7 +450,8 @@ def _check_stops(self: Text2Speech, texts: list, prob, lens, dec: dict):
 @torch.no_grad()
 def synthesize_batch(self: Text2Speech, texts: list, ref_audio=None, emo_labs=None, emo_feats=None,
                      emo_feats_delta=None, intensity=1.0, ref_text=None, match_energy: bool = True,
-                     match_pitch: bool = False, sids=None, spembs=None, ref_spk=None, **options) -> list[Synthesis]:
+                     match_pitch: bool = False, sids=None, spembs=None, ref_spk=None, intonation_from: str | None = None,
+                     **options) -> list[Synthesis]:
     "Synthesise several texts at once; each conditioning argument is shared or a list with one entry per text."
     if isinstance(texts, str): raise TypeError("synthesize_batch takes a list of texts; call the object for one text")
     if not texts: raise ValueError("synthesize_batch: no texts")
@@ -424,21 +471,39 @@ def synthesize_batch(self: Text2Speech, texts: list, ref_audio=None, emo_labs=No
     self._check_stops(texts, out["prob"], lens, dec)
     feats = m.normalize.inverse(out["feat_gen"], lens)[0] if m.normalize is not None else out["feat_gen"]
     wavs, feats = self._vocode(feats, lens, voc), list(feats)
-    if match_pitch and (cond.emo_feats is None or self.normalizer is None):
-        raise ValueError("match_pitch: this model has no prosody factors and statistics to ask a pitch level through")
-    shifts = [0.0] * n                                                  # semitones match_pitch moved each
+    for asked, what in ((match_pitch, "match_pitch"), (intonation_from, "intonation_from")):
+        if asked and (cond.emo_feats is None or self.normalizer is None):
+            raise ValueError(f"{what}: this model has no prosody factors and statistics to ask a pitch level through")
+    r, np_ = self.tts.reduction_factor, lambda x, b: None if x is None else x[b].cpu().numpy()
+    att = [out["att_w"][b, :int(lens[b]) // r, :len(ids[b]) + 1].cpu().numpy() for b in range(n)]
+    donors = self._intonation_donors(texts, intonation_from, spembs, ref_audio, emo_labs, emo_feats, emo_feats_delta,
+                                     intensity, ref_text, ref_spk, **options)
+    shifts, used = [0.0] * n, [None] * n                                # semitones moved (median); the donor
     if cond.emo_feats is not None and self.normalizer is not None:
         for b in range(n):
             spk, f = self._speaker_name(cond, b), out["emo_feats"][b]
-            if match_pitch: wavs[b], shifts[b] = self.match_pitch(wavs[b], f, spk)
+            if donors and spk != intonation_from:
+                wavs[b], st = self.borrow_intonation(wavs[b], att[b], donors[b], f, spk)
+                shifts[b], used[b] = (float(np.median(st)), intonation_from) if st is not None else (0.0, None)
+            elif match_pitch: wavs[b], shifts[b] = self.match_pitch(wavs[b], f, spk)
             if match_energy: wavs[b], feats[b] = self.match_energy(wavs[b], feats[b], f, spk)
-    r, np_ = self.tts.reduction_factor, lambda x, b: None if x is None else x[b].cpu().numpy()
-    return [Synthesis(texts[b], wavs[b].cpu().numpy(), self.fs, feats[b][:int(lens[b])].cpu().numpy(),
-                      out["att_w"][b, :int(lens[b]) // r, :len(ids[b]) + 1].cpu().numpy(),
+    return [Synthesis(texts[b], wavs[b].cpu().numpy(), self.fs, feats[b][:int(lens[b])].cpu().numpy(), att[b],
                       out["prob"][b, :int(lens[b])].cpu().numpy(),
                       np_(out.get("emo_labs"), b), np_(out.get("emo_feats"), b),
-                      self._named(cond, b, args[0][b]) | dict(pitch_shift=round(shifts[b], 3)))
+                      self._named(cond, b, args[0][b]) | dict(pitch_shift=round(shifts[b], 3))
+                      | (dict(intonation_from=used[b]) if intonation_from else {}))
             for b in range(n)]
+
+@patch
+def _intonation_donors(self: Text2Speech, texts: list, voice: str | None, spembs, *request, **options) -> list | None:
+    "The same texts and request in voice `voice` (a speaker-id name), to lend their intonation; None without a voice."
+    if voice is None: return None
+    if voice not in self.speakers:
+        raise ValueError(f"intonation_from: unknown voice {voice!r}; this model's voices: {self.speakers}")
+    if spembs is not None: raise ValueError("intonation_from: give the voice by sids, not by spembs")
+    ref_audio, emo_labs, emo_feats, delta, intensity, ref_text, ref_spk = request
+    return self.synthesize_batch(texts, ref_audio, emo_labs, emo_feats, delta, intensity, ref_text,
+                                 match_energy=False, sids=voice, ref_spk=ref_spk, **options)
 
 # %% ../nbs/14_inference.ipynb #b1b92db9
 def _pack(text: str, max_chars: int, cuts=(r"(?<=[,:–—])\s+", r"\s+")) -> list[str]:
@@ -482,14 +547,15 @@ def _join(self: Text2Speech, text: str, parts: list, pause: float = 0.3) -> Synt
 @patch
 def __call__(self: Text2Speech, text: str, ref_audio=None, emo_labs=None, emo_feats=None, emo_feats_delta=None,
              intensity: float = 1.0, ref_text: str | None = None, match_energy: bool = True, match_pitch: bool = False,
-             max_chars: int = 200,
-             batch_size: int = 8, pause: float = 0.3, sids=None, spembs=None, ref_spk=None, **options) -> Synthesis:
+             max_chars: int = 200, batch_size: int = 8, pause: float = 0.3, sids=None, spembs=None, ref_spk=None,
+             intonation_from: str | None = None, **options) -> Synthesis:
     ("Synthesise `text` with the requested emotion; see `conditioning` for the arguments and `synthesize_batch` for "
      "`options`; a text longer than `max_chars` is synthesised in pieces (`split_text`).")
     if not isinstance(text, str):
         raise TypeError(f"text must be a str (use synthesize_batch for several), got {type(text).__name__}")
     request = (ref_audio, emo_labs, emo_feats, emo_feats_delta, intensity, ref_text, match_energy, match_pitch)
-    options.update(sids=sids, spembs=None if spembs is None else self._spembs(spembs, None), ref_spk=ref_spk)
+    options.update(sids=sids, spembs=None if spembs is None else self._spembs(spembs, None), ref_spk=ref_spk,
+                   intonation_from=intonation_from)
     pieces = split_text(text, max_chars) if len(text) > max_chars else [text]
     if len(pieces) == 1: return self.synthesize_batch([text], *request, **options)[0]
     parts = [o for i in range(0, len(pieces), batch_size)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import librosa
+from scipy.ndimage import map_coordinates
 from fastcore.basics import patch
 from .core import load_yaml, save_yaml, safe_load, atomic_save
 
@@ -17,7 +18,7 @@ from .core import load_yaml, save_yaml, safe_load, atomic_save
 __all__ = ['VOCODER_KEYS', 'VOCODER_GENERATORS', 'BATCHED_GENERATORS', 'overlap_add', 'griffin_lim', 'spectral_convergence',
            'Spectrogram2Wav', 'sharpen_mel', 'bench_griffinlim', 'import_parallel_wavegan', 'vocoder_front_end',
            'check_vocoder_front_end', 'find_vocoder_files', 'load_vocoder_stats', 'build_vocoder_generator',
-           'save_vocoder', 'ParallelWaveGANVocoder', 'spectral_envelope', 'shift_pitch']
+           'save_vocoder', 'ParallelWaveGANVocoder', 'spectral_envelope', 'phase_vocoder_at', 'shift_pitch']
 
 # %% ../nbs/13_vocoder.ipynb #49e4a7be
 def overlap_add(frames: torch.Tensor, hop_length: int) -> torch.Tensor:
@@ -282,8 +283,9 @@ def import_parallel_wavegan():
     try:
         import parallel_wavegan.models, parallel_wavegan.layers
     except ImportError as e:
-        raise ImportError(f"a parallel_wavegan vocoder needs the optional package: pip install \"emonb[vocoder]\" "
-                          f"(parallel-wavegan and h5py); the import failed with: {e}") from e
+        raise ImportError(f"a parallel_wavegan vocoder needs the optional package: pip install --no-build-isolation "
+                          f"--no-deps \"parallel-wavegan>=0.6.1\" && pip install \"emonb[vocoder]\" (parallel-wavegan "
+                          f"and h5py); the import failed with: {e}") from e
     return parallel_wavegan
 
 # %% ../nbs/13_vocoder.ipynb #8db60d2b
@@ -488,16 +490,44 @@ def spectral_envelope(S, n_lifter: int = 30) -> np.ndarray:
     c[n_lifter:-n_lifter] = 0.0
     return np.exp(np.fft.rfft(c, axis=0).real)
 
-def shift_pitch(wav, fs: int, semitones: float, n_fft: int = 1024, hop_length: int = 256,
+def phase_vocoder_at(D, steps, hop_length: int, n_fft: int) -> np.ndarray:
+    ("The STFT `D` `(bins, frames)` read at fractional frame positions `steps`, one output frame per step: "
+     "magnitudes interpolated between neighbouring frames, each bin's phase advanced by its measured frequency.")
+    D = np.concatenate([D, np.zeros_like(D[:, :2])], axis=1)
+    expected = 2 * np.pi * hop_length * np.arange(D.shape[0]) / n_fft    # a bin's phase advance over one hop
+    phase, out = np.angle(D[:, 0]), np.empty((D.shape[0], len(steps)), np.complex64)
+    for j, s in enumerate(steps):
+        i, a = int(s), s - int(s)
+        out[:, j] = ((1 - a) * np.abs(D[:, i]) + a * np.abs(D[:, i + 1])) * np.exp(1j * phase)
+        d = np.angle(D[:, i + 1]) - np.angle(D[:, i]) - expected
+        phase = phase + expected + d - 2 * np.pi * np.round(d / (2 * np.pi))
+    return out
+
+def _vary_pitch(y, semitones, hop_length: int, n_fft: int = 2048, pv_hop: int = 128) -> np.ndarray:
+    "`y` moved by `semitones` per `hop_length` frame: read faster or slower along the way, then stretched back in time."
+    st = np.interp(np.arange(len(y)), np.arange(len(semitones)) * hop_length, semitones)
+    lands = np.concatenate([[0.0], np.cumsum(2.0 ** (-st / 12))[:-1]])   # where each input sample lands when read
+    read = np.interp(np.arange(int(lands[-1]) + 1), lands, np.arange(len(y)))
+    z = map_coordinates(y.astype(np.float64), read[None], order=3, mode="nearest")
+    steps = np.interp(np.arange(0, len(y) + pv_hop, pv_hop), np.arange(len(y)), lands) / pv_hop
+    D = librosa.stft(z, n_fft=n_fft, hop_length=pv_hop)
+    return librosa.istft(phase_vocoder_at(D, np.clip(steps, 0, D.shape[1] - 1), pv_hop, n_fft), hop_length=pv_hop,
+                         length=len(y))
+
+def shift_pitch(wav, fs: int, semitones, n_fft: int = 1024, hop_length: int = 256,
                 n_lifter: int = 30) -> np.ndarray:
-    ("`wav` with its pitch moved by `semitones` and its spectral envelope kept: a phase-vocoder shift (2048-point "
-     "frames, hop 128) whose STFT is then scaled, frame by frame, to the original's `spectral_envelope`.")
+    ("`wav` with its pitch moved by `semitones` (a number, or one per `hop_length` frame) and its spectral envelope "
+     "kept: a phase-vocoder shift (2048-point frames, hop 128) whose STFT is then scaled, frame by frame, to the "
+     "original's `spectral_envelope`.")
     y = np.asarray(wav, np.float32)
     if y.ndim != 1: raise ValueError(f"shift_pitch: expected a mono waveform (1-D), got shape {y.shape}")
-    if not np.isfinite(semitones): raise ValueError(f"shift_pitch: semitones must be a finite number, got {semitones}")
-    if semitones == 0: return y.copy()
-    moved = librosa.stft(librosa.effects.pitch_shift(y, sr=fs, n_steps=float(semitones), n_fft=2048, hop_length=128),
-                         n_fft=n_fft, hop_length=hop_length)
+    st = np.asarray(semitones, np.float64)
+    if st.ndim > 1 or st.size == 0 or not np.isfinite(st).all():
+        raise ValueError(f"shift_pitch: semitones must be a finite number or a 1-D array of them, got {semitones}")
+    if not st.any(): return y.copy()
+    shifted = (librosa.effects.pitch_shift(y, sr=fs, n_steps=float(st), n_fft=2048, hop_length=128) if st.ndim == 0
+               else _vary_pitch(y, st, hop_length))
+    moved = librosa.stft(shifted, n_fft=n_fft, hop_length=hop_length)
     spec = lambda x: np.abs(librosa.stft(x, n_fft=n_fft, hop_length=hop_length))
     gain = spectral_envelope(spec(y), n_lifter) / spectral_envelope(np.abs(moved), n_lifter)
     return librosa.istft(moved * gain, hop_length=hop_length, length=len(y)).astype(np.float32)
