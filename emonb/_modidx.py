@@ -1154,6 +1154,7 @@ d = { 'settings': { 'branch': 'main',
                                'emonb.widgets.corpus_references': ('widgets.html#corpus_references', 'emonb/widgets.py'),
                                'emonb.widgets.describe_sources': ('widgets.html#describe_sources', 'emonb/widgets.py'),
                                'emonb.widgets.format_mixture': ('widgets.html#format_mixture', 'emonb/widgets.py'),
+                               'emonb.widgets.pitch_choices': ('widgets.html#pitch_choices', 'emonb/widgets.py'),
                                'emonb.widgets.read_upload': ('widgets.html#read_upload', 'emonb/widgets.py'),
                                'emonb.widgets.upload_item': ('widgets.html#upload_item', 'emonb/widgets.py'),
                                'emonb.widgets.wav_bytes': ('widgets.html#wav_bytes', 'emonb/widgets.py')}}}

@@ -17,7 +17,7 @@ from .inference import Synthesis, Text2Speech, base_voice_dir
 
 # %% auto #0
 __all__ = ['PLOT_PX', 'PLOT_DPI', 'CONDITIONING_KEYS', 'format_mixture', 'corpus_references', 'upload_item', 'read_upload',
-           'EmotionControlUI', 'describe_sources', 'wav_bytes']
+           'EmotionControlUI', 'pitch_choices', 'describe_sources', 'wav_bytes']
 
 # %% ../nbs/16_widgets.ipynb #1d34e386
 def format_mixture(emo_labs, emotions, digits: int = 2) -> str:
@@ -209,6 +209,14 @@ def _on_constraint(self: EmotionControlUI, change=None):
         self.decode[k].disabled = not self.decode["use_att_constraint"].value
 
 # %% ../nbs/16_widgets.ipynb #bd872e8b
+def pitch_choices(t2s) -> list:
+    "The *pitch* dropdown's `(label, value)` options for `t2s`: as decoded, the level asked, each voice's contour."
+    out = [("as the decoder draws it", "")]
+    if not t2s.model.prosody_dim or t2s.normalizer is None: return out
+    return out + [("the level asked (match_pitch)", "level")] + [
+        (f"{v}'s contour at the level asked (intonation_from)", v) for v in t2s.speakers]
+
+# %% ../nbs/16_widgets.ipynb #3d24f9c7
 @patch
 def _build_decode(self: EmotionControlUI, n_iter, seed):
     d, look = self.t2s.decode_defaults, lambda: _look(140, 420)
@@ -230,6 +238,8 @@ def _build_decode(self: EmotionControlUI, n_iter, seed):
     self.seed = W.IntText(value=seed, description="seed", **look())
     self.decode["use_att_constraint"].observe(self._on_constraint, "value")
     self._on_constraint()
+    self.pitch = W.Dropdown(options=pitch_choices(self.t2s), value="", description="pitch", **look())
+    self.pitch.layout.display = None if len(self.pitch.options) > 1 else "none"
 
 # %% ../nbs/16_widgets.ipynb #b29c2ae0
 PLOT_PX, PLOT_DPI = (900, 660), 100                     # the plot's size on screen, drawn at exactly that many pixels
@@ -252,7 +262,7 @@ def _layout(self: EmotionControlUI) -> W.Widget:
     pros = box("Prosody factors", self.factor_source,
                *[W.HBox([self.factor_override[f], self.factor_sliders[f]]) for f in self.t2s.factor_names])
     ref = box("Reference audio", self.ref_choice, W.HBox([self.ref_upload]), self.ref_text, self.ref_voice)
-    dec = box("Decoding", *self.decode.values(), self.seed)
+    dec = box("Decoding", *self.decode.values(), self.pitch, self.seed)
     tabs = W.Tab(children=[W.HBox([emo, pros]), ref, dec], titles=("Emotion & prosody", "Reference audio", "Decoding"))
     return W.VBox([self.text, *([self.speaker] if self.speaker is not None else []), tabs,
                    W.HBox([self.button, self.status]), self.stale, W.HBox([self.audio, self.factor_table]), self.plot])
@@ -285,6 +295,8 @@ def request(self: EmotionControlUI) -> dict:
     if req["ref_audio"] is not None and self.ref_voice.value: req["ref_spk"] = self.ref_voice.value
     if self.uses_labels: req.update(emo_labs=self.label(), intensity=self.intensity.value)
     if self.overrides(): req["emo_feats"] = self.overrides()
+    if self.pitch.value: req.update(match_pitch=True) if self.pitch.value == "level" else req.update(
+        intonation_from=self.pitch.value)
     return {**req, **{k: w.value for k, w in self.decode.items()}}
 
 # %% ../nbs/16_widgets.ipynb #2329e40a
