@@ -435,8 +435,8 @@ def vocoder_request(args) -> dict:
     if args.griffin_lim_iters is not None:
         raise UsageError("--griffin_lim_iters is a Griffin-Lim option; it has no meaning with --vocoder_file")
     if importlib.util.find_spec("parallel_wavegan") is None:
-        raise UsageError("--vocoder_file needs the optional package parallel_wavegan: pip install --no-build-isolation "
-                         "--no-deps \"parallel-wavegan>=0.6.1\" && pip install \"emonb[vocoder]\"")
+        from emonb.vocoder import PWG_INSTALL
+        raise UsageError(f"--vocoder_file needs the optional package parallel_wavegan: {PWG_INSTALL}")
     return dict(vocoder_conf={} if args.sharpen is None else dict(sharpen=args.sharpen),
                 vocoder_file=args.vocoder_file, vocoder_config=args.vocoder_config)
 

@@ -311,10 +311,15 @@ def match_pitch(self: Text2Speech, wav: torch.Tensor, emo_feats: torch.Tensor, s
     want = self.asked_factor(emo_feats, "pitch_mean", speaker)
     st = float(np.clip(12 / math.log(2) * (want - got), -max_shift, max_shift))
     if abs(st) < 0.1: return wav, 0.0
-    moved = shift_pitch(y, self.fs, st, self.prosody.n_fft, self.prosody.hop_length)
+    return self._moved(wav, st), st
+
+@patch
+def _moved(self: Text2Speech, wav: torch.Tensor, semitones) -> torch.Tensor:
+    "`wav` moved by `semitones` (a number, or one per prosody frame) with `shift_pitch`, scaled down where it would clip."
+    moved = shift_pitch(wav.detach().cpu().numpy(), self.fs, semitones, self.prosody.n_fft, self.prosody.hop_length)
     peak = float(np.abs(moved).max())
     if peak > 0.999: moved = moved * (0.999 / peak)                    # never clip
-    return torch.from_numpy(moved).to(wav), st
+    return torch.from_numpy(moved).to(wav)
 
 # %% ../nbs/14_inference.ipynb #5371193e
 def token_positions(att_w, reduction_factor: int, n_frames: int) -> np.ndarray:
@@ -322,8 +327,8 @@ def token_positions(att_w, reduction_factor: int, n_frames: int) -> np.ndarray:
      "attention `att_w` `(steps, tokens)`, never moving back, spread over the step's frames, strictly increasing.")
     a = np.asarray(att_w, np.float64)
     p = np.maximum.accumulate((a * np.arange(a.shape[1])).sum(1) / np.maximum(a.sum(1), 1e-9))
-    p = np.interp(np.arange(n_frames), np.arange(len(p) * reduction_factor), np.repeat(p, reduction_factor))
-    return p + 1e-6 * np.arange(n_frames)
+    centres = np.arange(len(p)) * reduction_factor + (reduction_factor - 1) / 2   # each step's frames' middle
+    return np.interp(np.arange(n_frames), centres, p) + 1e-6 * np.arange(n_frames)
 
 @patch
 def pitch_contour(self: Text2Speech, wav, min_voiced: int = 5, width: int = 5) -> np.ndarray | None:
@@ -351,10 +356,7 @@ def borrow_intonation(self: Text2Speech, wav: torch.Tensor, att_w, donor: "Synth
     shape = shape - shape[self.voiced_f0(y)[1]].mean()                  # centred where this voice is voiced
     want = self.asked_factor(emo_feats, "pitch_mean", speaker)
     st = np.clip(12 / math.log(2) * (want + shape - own), -max_shift, max_shift)
-    moved = shift_pitch(y, self.fs, st, self.prosody.n_fft, self.prosody.hop_length)
-    peak = float(np.abs(moved).max())
-    if peak > 0.999: moved = moved * (0.999 / peak)                    # never clip
-    return torch.from_numpy(moved).to(wav), st
+    return self._moved(wav, st), st
 
 # %% ../nbs/14_inference.ipynb #50233457
 @dataclass
@@ -447,11 +449,28 @@ def _check_stops(self: Text2Speech, texts: list, prob, lens, dec: dict):
 
 # %% ../nbs/14_inference.ipynb #5bc26917
 @patch
+def _check_pitch_request(self: Text2Speech, cond: Conditioning, match_pitch: bool, intonation_from, spembs):
+    "Refuse, before any decoding, a pitch request this model or call cannot serve."
+    for asked, what in ((match_pitch, "match_pitch"), (intonation_from, "intonation_from")):
+        if asked and (cond.emo_feats is None or self.normalizer is None):
+            raise ValueError(f"{what}: this model has no prosody factors and statistics to ask a pitch level through")
+    if intonation_from is None: return
+    if not self.speakers:
+        raise ValueError(f"intonation_from={intonation_from!r}: lending a voice's intonation needs a model with several "
+                         "voices (speaker ids); this one has none")
+    if intonation_from not in self.speakers:
+        raise ValueError(f"intonation_from: unknown voice {intonation_from!r}; this model's voices: {self.speakers}")
+    if spembs is not None:
+        raise ValueError(f"intonation_from={intonation_from!r} names a speaker-id row: give the voices by sids, "
+                         "not by spembs")
+
+# %% ../nbs/14_inference.ipynb #5e0ecece
+@patch
 @torch.no_grad()
 def synthesize_batch(self: Text2Speech, texts: list, ref_audio=None, emo_labs=None, emo_feats=None,
                      emo_feats_delta=None, intensity=1.0, ref_text=None, match_energy: bool = True,
-                     match_pitch: bool = False, sids=None, spembs=None, ref_spk=None, intonation_from: str | None = None,
-                     **options) -> list[Synthesis]:
+                     match_pitch: bool = False, sids=None, spembs=None, ref_spk=None,
+                     intonation_from: str | None = None, **options) -> list[Synthesis]:
     "Synthesise several texts at once; each conditioning argument is shared or a list with one entry per text."
     if isinstance(texts, str): raise TypeError("synthesize_batch takes a list of texts; call the object for one text")
     if not texts: raise ValueError("synthesize_batch: no texts")
@@ -464,6 +483,7 @@ def synthesize_batch(self: Text2Speech, texts: list, ref_audio=None, emo_labs=No
     args += [_per_item(sids, n, "sids", numbers_are_one=False), _per_item(spembs, n, "spembs"),
              _per_item(ref_spk, n, "ref_spk")]
     cond = Conditioning.cat([self.conditioning(*a) for a in zip(*args)])
+    self._check_pitch_request(cond, match_pitch, intonation_from, spembs)
     text = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(i) for i in ids], batch_first=True)
     out = self.tts.inference_batch(text.to(self.device), torch.tensor([len(i) for i in ids], device=self.device),
                                    **cond.tts_kwargs(), **dec)
@@ -471,20 +491,18 @@ def synthesize_batch(self: Text2Speech, texts: list, ref_audio=None, emo_labs=No
     self._check_stops(texts, out["prob"], lens, dec)
     feats = m.normalize.inverse(out["feat_gen"], lens)[0] if m.normalize is not None else out["feat_gen"]
     wavs, feats = self._vocode(feats, lens, voc), list(feats)
-    for asked, what in ((match_pitch, "match_pitch"), (intonation_from, "intonation_from")):
-        if asked and (cond.emo_feats is None or self.normalizer is None):
-            raise ValueError(f"{what}: this model has no prosody factors and statistics to ask a pitch level through")
     r, np_ = self.tts.reduction_factor, lambda x, b: None if x is None else x[b].cpu().numpy()
     att = [out["att_w"][b, :int(lens[b]) // r, :len(ids[b]) + 1].cpu().numpy() for b in range(n)]
-    donors = self._intonation_donors(texts, intonation_from, spembs, ref_audio, emo_labs, emo_feats, emo_feats_delta,
-                                     intensity, ref_text, ref_spk, **options)
+    lend = [intonation_from is not None and self._speaker_name(cond, b) != intonation_from for b in range(n)]
+    donors = (self.synthesize_batch(texts, ref_audio, emo_labs, emo_feats, emo_feats_delta, intensity, ref_text,
+                                    match_energy=False, sids=intonation_from, ref_spk=ref_spk, **options)
+              if any(lend) else None)                                   # the same request in the donor's voice
     shifts, used = [0.0] * n, [None] * n                                # semitones moved (median); the donor
     if cond.emo_feats is not None and self.normalizer is not None:
         for b in range(n):
-            spk, f = self._speaker_name(cond, b), out["emo_feats"][b]
-            if donors and spk != intonation_from:
-                wavs[b], st = self.borrow_intonation(wavs[b], att[b], donors[b], f, spk)
-                shifts[b], used[b] = (float(np.median(st)), intonation_from) if st is not None else (0.0, None)
+            spk, f, st = self._speaker_name(cond, b), out["emo_feats"][b], None
+            if lend[b]: wavs[b], st = self.borrow_intonation(wavs[b], att[b], donors[b], f, spk)
+            if st is not None: shifts[b], used[b] = float(np.median(st)), intonation_from
             elif match_pitch: wavs[b], shifts[b] = self.match_pitch(wavs[b], f, spk)
             if match_energy: wavs[b], feats[b] = self.match_energy(wavs[b], feats[b], f, spk)
     return [Synthesis(texts[b], wavs[b].cpu().numpy(), self.fs, feats[b][:int(lens[b])].cpu().numpy(), att[b],
@@ -493,17 +511,6 @@ def synthesize_batch(self: Text2Speech, texts: list, ref_audio=None, emo_labs=No
                       self._named(cond, b, args[0][b]) | dict(pitch_shift=round(shifts[b], 3))
                       | (dict(intonation_from=used[b]) if intonation_from else {}))
             for b in range(n)]
-
-@patch
-def _intonation_donors(self: Text2Speech, texts: list, voice: str | None, spembs, *request, **options) -> list | None:
-    "The same texts and request in voice `voice` (a speaker-id name), to lend their intonation; None without a voice."
-    if voice is None: return None
-    if voice not in self.speakers:
-        raise ValueError(f"intonation_from: unknown voice {voice!r}; this model's voices: {self.speakers}")
-    if spembs is not None: raise ValueError("intonation_from: give the voice by sids, not by spembs")
-    ref_audio, emo_labs, emo_feats, delta, intensity, ref_text, ref_spk = request
-    return self.synthesize_batch(texts, ref_audio, emo_labs, emo_feats, delta, intensity, ref_text,
-                                 match_energy=False, sids=voice, ref_spk=ref_spk, **options)
 
 # %% ../nbs/14_inference.ipynb #b1b92db9
 def _pack(text: str, max_chars: int, cuts=(r"(?<=[,:–—])\s+", r"\s+")) -> list[str]:

@@ -15,10 +15,11 @@ from fastcore.basics import patch
 from .core import load_yaml, save_yaml, safe_load, atomic_save
 
 # %% auto #0
-__all__ = ['VOCODER_KEYS', 'VOCODER_GENERATORS', 'BATCHED_GENERATORS', 'overlap_add', 'griffin_lim', 'spectral_convergence',
-           'Spectrogram2Wav', 'sharpen_mel', 'bench_griffinlim', 'import_parallel_wavegan', 'vocoder_front_end',
-           'check_vocoder_front_end', 'find_vocoder_files', 'load_vocoder_stats', 'build_vocoder_generator',
-           'save_vocoder', 'ParallelWaveGANVocoder', 'spectral_envelope', 'phase_vocoder_at', 'shift_pitch']
+__all__ = ['PWG_INSTALL', 'VOCODER_KEYS', 'VOCODER_GENERATORS', 'BATCHED_GENERATORS', 'overlap_add', 'griffin_lim',
+           'spectral_convergence', 'Spectrogram2Wav', 'sharpen_mel', 'bench_griffinlim', 'import_parallel_wavegan',
+           'vocoder_front_end', 'check_vocoder_front_end', 'find_vocoder_files', 'load_vocoder_stats',
+           'build_vocoder_generator', 'save_vocoder', 'ParallelWaveGANVocoder', 'spectral_envelope', 'shift_pitch',
+           'phase_vocoder_at']
 
 # %% ../nbs/13_vocoder.ipynb #49e4a7be
 def overlap_add(frames: torch.Tensor, hop_length: int) -> torch.Tensor:
@@ -274,6 +275,8 @@ def bench_griffinlim(n_iter: int = 32, n_utts: int = 8, momentum: float = 0.99, 
                 sc_librosa=sc(out["librosa"]), sc_ours=sc(out["ours"]))
 
 # %% ../nbs/13_vocoder.ipynb #9ea3d339
+PWG_INSTALL = 'pip install --no-build-isolation --no-deps "parallel-wavegan>=0.6.1" && pip install "emonb[vocoder]"'
+
 def import_parallel_wavegan():
     "The `parallel_wavegan` package (the optional extra `vocoder`), importable with current SciPy."
     import scipy.signal
@@ -283,8 +286,7 @@ def import_parallel_wavegan():
     try:
         import parallel_wavegan.models, parallel_wavegan.layers
     except ImportError as e:
-        raise ImportError(f"a parallel_wavegan vocoder needs the optional package: pip install --no-build-isolation "
-                          f"--no-deps \"parallel-wavegan>=0.6.1\" && pip install \"emonb[vocoder]\" (parallel-wavegan "
+        raise ImportError(f"a parallel_wavegan vocoder needs the optional package: {PWG_INSTALL} (parallel-wavegan "
                           f"and h5py); the import failed with: {e}") from e
     return parallel_wavegan
 
@@ -490,19 +492,6 @@ def spectral_envelope(S, n_lifter: int = 30) -> np.ndarray:
     c[n_lifter:-n_lifter] = 0.0
     return np.exp(np.fft.rfft(c, axis=0).real)
 
-def phase_vocoder_at(D, steps, hop_length: int, n_fft: int) -> np.ndarray:
-    ("The STFT `D` `(bins, frames)` read at fractional frame positions `steps`, one output frame per step: "
-     "magnitudes interpolated between neighbouring frames, each bin's phase advanced by its measured frequency.")
-    D = np.concatenate([D, np.zeros_like(D[:, :2])], axis=1)
-    expected = 2 * np.pi * hop_length * np.arange(D.shape[0]) / n_fft    # a bin's phase advance over one hop
-    phase, out = np.angle(D[:, 0]), np.empty((D.shape[0], len(steps)), np.complex64)
-    for j, s in enumerate(steps):
-        i, a = int(s), s - int(s)
-        out[:, j] = ((1 - a) * np.abs(D[:, i]) + a * np.abs(D[:, i + 1])) * np.exp(1j * phase)
-        d = np.angle(D[:, i + 1]) - np.angle(D[:, i]) - expected
-        phase = phase + expected + d - 2 * np.pi * np.round(d / (2 * np.pi))
-    return out
-
 def _vary_pitch(y, semitones, hop_length: int, n_fft: int = 2048, pv_hop: int = 128) -> np.ndarray:
     "`y` moved by `semitones` per `hop_length` frame: read faster or slower along the way, then stretched back in time."
     st = np.interp(np.arange(len(y)), np.arange(len(semitones)) * hop_length, semitones)
@@ -523,7 +512,11 @@ def shift_pitch(wav, fs: int, semitones, n_fft: int = 1024, hop_length: int = 25
     if y.ndim != 1: raise ValueError(f"shift_pitch: expected a mono waveform (1-D), got shape {y.shape}")
     st = np.asarray(semitones, np.float64)
     if st.ndim > 1 or st.size == 0 or not np.isfinite(st).all():
-        raise ValueError(f"shift_pitch: semitones must be a finite number or a 1-D array of them, got {semitones}")
+        what = semitones if st.ndim == 0 else f"an array of shape {st.shape}"
+        raise ValueError(f"shift_pitch: semitones must be a finite number or a 1-D array of them, got {what}")
+    if st.ndim == 1 and len(st) != 1 + len(y) // hop_length:
+        raise ValueError(f"shift_pitch: {len(st)} semitone values for {1 + len(y) // hop_length} frames "
+                         f"(one per {hop_length} samples, centred)")
     if not st.any(): return y.copy()
     shifted = (librosa.effects.pitch_shift(y, sr=fs, n_steps=float(st), n_fft=2048, hop_length=128) if st.ndim == 0
                else _vary_pitch(y, st, hop_length))
@@ -531,3 +524,17 @@ def shift_pitch(wav, fs: int, semitones, n_fft: int = 1024, hop_length: int = 25
     spec = lambda x: np.abs(librosa.stft(x, n_fft=n_fft, hop_length=hop_length))
     gain = spectral_envelope(spec(y), n_lifter) / spectral_envelope(np.abs(moved), n_lifter)
     return librosa.istft(moved * gain, hop_length=hop_length, length=len(y)).astype(np.float32)
+
+# %% ../nbs/13_vocoder.ipynb #78751df7
+def phase_vocoder_at(D, steps, hop_length: int, n_fft: int) -> np.ndarray:
+    ("The STFT `D` `(bins, frames)` read at fractional frame positions `steps`, one output frame per step: "
+     "magnitudes interpolated between neighbouring frames, each bin's phase advanced by its measured frequency.")
+    D = np.concatenate([D, np.zeros_like(D[:, :2])], axis=1)
+    expected = 2 * np.pi * hop_length * np.arange(D.shape[0]) / n_fft    # a bin's phase advance over one hop
+    phase, out = np.angle(D[:, 0]), np.empty((D.shape[0], len(steps)), np.complex64)
+    for j, s in enumerate(steps):
+        i, a = int(s), s - int(s)
+        out[:, j] = ((1 - a) * np.abs(D[:, i]) + a * np.abs(D[:, i + 1])) * np.exp(1j * phase)
+        d = np.angle(D[:, i + 1]) - np.angle(D[:, i]) - expected
+        phase = phase + expected + d - 2 * np.pi * np.round(d / (2 * np.pi))
+    return out
