@@ -534,7 +534,10 @@ def synth_cmd(args):
                 help="training sentences to transcribe (in every emotion)"),
             arg("--judge", type=Path, default=None,
                 help="emotion judge: a file or an `emonb train-judge` folder (default: the committed judge for a "
-                     "model of the embedded corpus, else MODEL_DIR/judge, trained on the run's data if missing)"))
+                     "model of the embedded corpus, else MODEL_DIR/judge, trained on the run's data if missing)"),
+            arg("--match_pitch", action="store_true", help="every synthesis moved to the pitch level asked"),
+            arg("--intonation_from", default=None, metavar="NAME",
+                help="a multi-speaker run: every synthesis given voice NAME's intonation at the level asked"))
 def evaluate_cmd(args):
     ("Evaluate a trained run with emonb.evaluate.evaluate_model; "
      "prints the report and writes metrics.json and report.md.")
@@ -552,7 +555,9 @@ def evaluate_cmd(args):
     m = evaluate_model(t2s, data_dir, out, judge=args.judge, max_utts=args.max_utts, batch_size=args.batch_size,
                        progress=True,
                        intelligibility=not args.no_intelligibility, train_dir=args.train_data_dir,
-                       max_train_sentences=args.max_train_sentences, **kw)
+                       max_train_sentences=args.max_train_sentences, **kw,
+                       **{k: v for k, v in dict(match_pitch=args.match_pitch,
+                                                intonation_from=args.intonation_from).items() if v})
     report = format_report(m)
     Path(out, "report.md").write_text(report + "\n")
     print(report)
