@@ -267,7 +267,8 @@ def conditioning(self: Text2Speech, ref_audio=None, emo_labs=None, emo_feats=Non
 def asked_factor(self: Text2Speech, emo_feats, name: str, speaker: str | None = None) -> float:
     "The raw value (in the factor's own unit) of factor `name` that `emo_feats` (in [0, 1], `speaker`'s scale) asks."
     f = emo_feats.detach().cpu().numpy() if torch.is_tensor(emo_feats) else np.asarray(emo_feats)
-    return float(self.normalizer.for_speaker(speaker).inverse_transform(f.astype(np.float64))[self.factor_names.index(name)])
+    raw = self.normalizer.for_speaker(speaker).inverse_transform(f.astype(np.float64))
+    return float(raw[self.factor_names.index(name)])
 
 @patch
 def match_energy(self: Text2Speech, wav: torch.Tensor, feat: torch.Tensor, emo_feats: torch.Tensor,
@@ -315,7 +316,7 @@ def match_pitch(self: Text2Speech, wav: torch.Tensor, emo_feats: torch.Tensor, s
 
 @patch
 def _moved(self: Text2Speech, wav: torch.Tensor, semitones) -> torch.Tensor:
-    "`wav` moved by `semitones` (a number, or one per prosody frame) with `shift_pitch`, scaled down where it would clip."
+    "`wav` moved by `semitones` (a number, or one per prosody frame) by `shift_pitch`, scaled down if it would clip."
     moved = shift_pitch(wav.detach().cpu().numpy(), self.fs, semitones, self.prosody.n_fft, self.prosody.hop_length)
     peak = float(np.abs(moved).max())
     if peak > 0.999: moved = moved * (0.999 / peak)                    # never clip
@@ -456,8 +457,8 @@ def _check_pitch_request(self: Text2Speech, cond: Conditioning, match_pitch: boo
             raise ValueError(f"{what}: this model has no prosody factors and statistics to ask a pitch level through")
     if intonation_from is None: return
     if not self.speakers:
-        raise ValueError(f"intonation_from={intonation_from!r}: lending a voice's intonation needs a model with several "
-                         "voices (speaker ids); this one has none")
+        raise ValueError(f"intonation_from={intonation_from!r}: lending a voice's intonation needs a model with "
+                         "several voices (speaker ids); this one has none")
     if intonation_from not in self.speakers:
         raise ValueError(f"intonation_from: unknown voice {intonation_from!r}; this model's voices: {self.speakers}")
     if spembs is not None:

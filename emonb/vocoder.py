@@ -487,7 +487,8 @@ def spectral_envelope(S, n_lifter: int = 30) -> np.ndarray:
      "`n_lifter` cepstral coefficients.")
     S = np.asarray(S, np.float64)
     if not 1 <= n_lifter < S.shape[0] - 1:
-        raise ValueError(f"spectral_envelope: n_lifter must lie in 1..{S.shape[0] - 2} for {S.shape[0]} bins, got {n_lifter}")
+        raise ValueError(f"spectral_envelope: n_lifter must lie in 1..{S.shape[0] - 2} for {S.shape[0]} bins, "
+                         f"got {n_lifter}")
     c = np.fft.irfft(np.log(np.maximum(S, 1e-8)), axis=0)
     c[n_lifter:-n_lifter] = 0.0
     return np.exp(np.fft.rfft(c, axis=0).real)

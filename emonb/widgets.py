@@ -295,8 +295,8 @@ def request(self: EmotionControlUI) -> dict:
     if req["ref_audio"] is not None and self.ref_voice.value: req["ref_spk"] = self.ref_voice.value
     if self.uses_labels: req.update(emo_labs=self.label(), intensity=self.intensity.value)
     if self.overrides(): req["emo_feats"] = self.overrides()
-    if self.pitch.value: req.update(match_pitch=True) if self.pitch.value == "level" else req.update(
-        intonation_from=self.pitch.value)
+    if self.pitch.value == "level": req["match_pitch"] = True
+    elif self.pitch.value: req["intonation_from"] = self.pitch.value
     return {**req, **{k: w.value for k, w in self.decode.items()}}
 
 # %% ../nbs/16_widgets.ipynb #2329e40a
