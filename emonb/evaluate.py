@@ -561,6 +561,20 @@ def _synth_cells(t2s: Text2Speech, want: dict, syntheses: dict, batch_size: int,
         out[c] = {t: ws[:draws] for t, ws in have.items()}
     return out
 
+# %% ../nbs/15_evaluate.ipynb #8defae22
+def _prosody_alone(t2s: Text2Speech, rows: dict, cell: tuple, texts: list, anchor: str, judge,
+                   speaker_judge) -> dict:
+    ("The judges on `cell`'s voice's `anchor` recordings of `texts` given the prosody `cell`'s label asks ('asked') "
+     "and that of `cell`'s own recordings ('recorded'), through the model's vocoder; empty without such recordings.")
+    spk, of = cell[0], lambda c: [r for r in rows.values() if (r.get("speaker"), r.get("emotion")) == c]
+    base = [(r["text"], load_audio(r["wav"], t2s.fs)) for r in of((spk, anchor)) if r["text"] in texts]
+    if not base or t2s.normalizer is None or not t2s.model.prosody_dim: return {}
+    asks = dict(asked=t2s.conditioning(emo_labs=cell[1], sids=spk).emo_feats[0])
+    own = [t2s.measure_factors(load_audio(r["wav"], t2s.fs), r["text"], speaker=spk)[0] for r in of(cell)]
+    if own: asks["recorded"] = np.median(own, axis=0)
+    return {k: judge_cells([vocode(t2s, t2s.apply_prosody(w, f, spk, t)[0]) for t, w in base], [cell] * len(base),
+                           judge, speaker_judge)[" ".join(cell)] for k, f in asks.items()}
+
 # %% ../nbs/15_evaluate.ipynb #59c1d0c4
 def _transfer_goals(cells: dict, held: list, seen: list, cer: dict) -> dict:
     g, name = TRANSFER_GOALS, lambda c: " ".join(c)
@@ -578,9 +592,11 @@ def _transfer_goals(cells: dict, held: list, seen: list, cer: dict) -> dict:
 # %% ../nbs/15_evaluate.ipynb #8d6f4838
 def transfer_report(t2s: Text2Speech, eval_dir, train_dir=None, judge=None, speaker_judge=None,
                     recognizer: Recognizer | None = None, heldout=None, syntheses: dict | None = None,
-                    batch_size: int = 8, max_texts: int | None = None, draws: int = 1, **options) -> dict:
+                    batch_size: int = 8, max_texts: int | None = None, draws: int = 1, anchor: str = "neutral",
+                    **options) -> dict:
     ("Every voice x emotion cell of `eval_dir` synthesised (`draws` times) and judged (emotion and speaker), beside "
-     "its recordings; held-out cells also by another voice's reference, with CER.")
+     "its recordings; held-out cells also by another voice's reference, with CER, and as prosody alone on the "
+     "voice's `anchor` recordings.")
     if not t2s.speakers: raise ValueError("transfer_report needs a model with several voices (tts_conf spks)")
     if int(draws) != draws or draws < 1: raise ValueError(f"draws must be a whole number >= 1, got {draws!r}")
     judge = judge_for(t2s, judge)
@@ -620,6 +636,7 @@ def transfer_report(t2s: Text2Speech, eval_dir, train_dir=None, judge=None, spea
                          if mine else float("nan"))
         if refs: cer[name]["reference"] = out[name]["reference_cer"]
         out[name]["cer"] = cer[name]
+        out[name]["prosody"] = _prosody_alone(t2s, rows, c, texts, anchor, judge, speaker_judge)
     return dict(cells=out, heldout=[" ".join(c) for c in held], seen=[" ".join(c) for c in seen], draws=int(draws),
                 goals=_transfer_goals(out, held, seen, cer))
 
@@ -627,19 +644,24 @@ def transfer_report(t2s: Text2Speech, eval_dir, train_dir=None, judge=None, spea
 def format_transfer(tr: dict) -> str:
     "Markdown table of `transfer_report`: per cell the judges on the synthesis and on the recordings, CER."
     f = lambda x, k: "-" if not x or k not in x else f"{x[k]:.2f}"
+    both = lambda x: "-" if not x else f"{f(x, 'emotion_accuracy')} ({f(x, 'speaker_accuracy')})"
     lines = ["| cell | in training | emotion judge: synthesis / recordings | speaker judge: synthesis / recordings "
-             "| by reference: emotion / speaker | CER: by label / by reference / ceiling |", "|---" * 6 + "|"]
+             "| by reference: emotion / speaker | CER: by label / by reference / ceiling "
+             "| prosody alone: asked / recorded, emotion (speaker) |", "|---" * 7 + "|"]
     for name, c in tr["cells"].items():
-        ref, cer = c.get("reference"), c.get("cer")
+        ref, cer, pro = c.get("reference"), c.get("cer"), c.get("prosody") or {}
         lines.append(f"| {name} | {'yes' if c['seen'] else '**no**'} "
                      f"| {f(c['label'], 'emotion_accuracy')} / {f(c['recordings'], 'emotion_accuracy')} "
                      f"| {f(c['label'], 'speaker_accuracy')} / {f(c['recordings'], 'speaker_accuracy')} "
                      f"| {f(ref, 'emotion_accuracy')} / {f(ref, 'speaker_accuracy')} "
-                     f"| {f(cer, 'label')} / {f(cer, 'reference')} / {f(cer, 'ceiling')} |")
+                     f"| {f(cer, 'label')} / {f(cer, 'reference')} / {f(cer, 'ceiling')} "
+                     f"| {both(pro.get('asked'))} / {both(pro.get('recorded'))} |")
     notes = "; ".join(f"{g}: {'met' if ok else 'NOT met'}" for g, ok in tr["goals"].items())
     d = tr.get("draws", 1)
     drawn = f" Each sentence synthesised {d} times (the prenet's dropout draws differ)." if d > 1 else ""
-    return "\n".join(lines + ["", f"Judges: MelSER (emotion), SpeakerID (voice).{drawn} {notes}"])
+    alone = ("Prosody alone: the judges on the voice's neutral recordings given the prosody the label asks / the "
+             "held-out recordings' own prosody (`apply_prosody`), through the same vocoder.")
+    return "\n".join(lines + ["", f"Judges: MelSER (emotion), SpeakerID (voice).{drawn} {notes}", "", alone])
 
 
 

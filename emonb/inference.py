@@ -271,16 +271,22 @@ def asked_factor(self: Text2Speech, emo_feats, name: str, speaker: str | None = 
     return float(raw[self.factor_names.index(name)])
 
 @patch
+def _energy_gain(self: Text2Speech, wav: torch.Tensor, emo_feats, speaker: str | None = None) -> float | None:
+    ("The gain (dB) that gives `wav` the `energy_mean` `emo_feats` asks of `speaker`, held below clipping; None when "
+     "`wav` is shorter than a frame or has no speech frame.")
+    if wav.numel() < self.prosody.n_fft: return None                  # shorter than one frame: nothing to measure
+    tr = self.prosody.frames(wav.detach().cpu().numpy())
+    if not tr["speech"].any(): return None
+    gain_db = self.asked_factor(emo_feats, "energy_mean", speaker) - float(tr["energy_db"][tr["speech"]].mean())
+    return min(gain_db, -20 * math.log10(max(float(wav.abs().max()), 1e-9)) - 0.1)   # never clip: peak below 0 dBFS
+
+@patch
 def match_energy(self: Text2Speech, wav: torch.Tensor, feat: torch.Tensor, emo_feats: torch.Tensor,
                  speaker: str | None = None):
     ("`(wav, log-mel)` scaled so that the waveform's measured `energy_mean` is the one `emo_feats` (in [0, 1], "
      "`speaker`'s scale) asks for.")
-    if wav.numel() < self.prosody.n_fft: return wav, feat             # shorter than one frame: nothing to measure
-    want = self.asked_factor(emo_feats, "energy_mean", speaker)
-    tr = self.prosody.frames(wav.detach().cpu().numpy())
-    if not tr["speech"].any(): return wav, feat
-    gain_db = want - float(tr["energy_db"][tr["speech"]].mean())
-    gain_db = min(gain_db, -20 * math.log10(max(float(wav.abs().max()), 1e-9)) - 0.1)   # never clip: peak below 0 dBFS
+    gain_db = self._energy_gain(wav, emo_feats, speaker)
+    if gain_db is None: return wav, feat
     base = getattr(self.model.feats_extract, "log_base", None)
     shift = gain_db / 20 * math.log(10) / (math.log(base) if base else 1.0)
     return wav * 10 ** (gain_db / 20), feat + shift
@@ -315,9 +321,11 @@ def match_pitch(self: Text2Speech, wav: torch.Tensor, emo_feats: torch.Tensor, s
     return self._moved(wav, st), st
 
 @patch
-def _moved(self: Text2Speech, wav: torch.Tensor, semitones) -> torch.Tensor:
-    "`wav` moved by `semitones` (a number, or one per prosody frame) by `shift_pitch`, scaled down if it would clip."
-    moved = shift_pitch(wav.detach().cpu().numpy(), self.fs, semitones, self.prosody.n_fft, self.prosody.hop_length)
+def _moved(self: Text2Speech, wav: torch.Tensor, semitones, rate: float = 1.0) -> torch.Tensor:
+    ("`wav` moved by `semitones` (a number, or one per prosody frame) and played `rate` times as fast by "
+     "`shift_pitch`, scaled down if it would clip.")
+    moved = shift_pitch(wav.detach().cpu().numpy(), self.fs, semitones, self.prosody.n_fft, self.prosody.hop_length,
+                        rate=rate)
     peak = float(np.abs(moved).max())
     if peak > 0.999: moved = moved * (0.999 / peak)                    # never clip
     return torch.from_numpy(moved).to(wav)
@@ -358,6 +366,30 @@ def borrow_intonation(self: Text2Speech, wav: torch.Tensor, att_w, donor: "Synth
     want = self.asked_factor(emo_feats, "pitch_mean", speaker)
     st = np.clip(12 / math.log(2) * (want + shape - own), -max_shift, max_shift)
     return self._moved(wav, st), st
+
+# %% ../nbs/14_inference.ipynb #1864fc77
+@patch
+def apply_prosody(self: Text2Speech, wav, emo_feats, speaker: str | None = None, text: str | None = None,
+                  max_shift: float = 6.0, max_stretch: float = 2.0) -> tuple[np.ndarray, dict]:
+    ("`(wav, moves)`: a recording given the pitch level and spread, speaking rate (needs `text`) and energy that "
+     "`emo_feats` (in [0, 1], `speaker`'s scale) asks; `moves`: median semitones, spread scale, stretch, gain (dB).")
+    y, moves = torch.as_tensor(np.asarray(wav, np.float32)), dict(semitones=0.0, spread=1.0, stretch=1.0, gain_db=0.0)
+    f0, voiced = self.voiced_f0(y.numpy())
+    st = 0.0
+    if voiced.sum() >= 5:
+        lf, contour = np.log(f0[voiced]), self.pitch_contour(y.numpy())
+        spread = self.asked_factor(emo_feats, "pitch_std", speaker) / max(float(lf.std()), 1e-3)
+        aim = self.asked_factor(emo_feats, "pitch_mean", speaker) + (contour - lf.mean()) * spread
+        st = np.clip(12 / math.log(2) * (aim - contour), -max_shift, max_shift)
+        moves["semitones"], moves["spread"] = float(np.median(st[voiced])), float(spread)
+    got = self.measure_factors(y.numpy(), text)[1][self.factor_names.index("speaking_rate")] if text else 0.0
+    if got > 0:
+        moves["stretch"] = float(np.clip(self.asked_factor(emo_feats, "speaking_rate", speaker) / got,
+                                         1 / max_stretch, max_stretch))
+    if np.any(st) or moves["stretch"] != 1: y = self._moved(y, st, moves["stretch"])
+    gain_db = self._energy_gain(y, emo_feats, speaker)
+    if gain_db is not None: y, moves["gain_db"] = y * 10 ** (gain_db / 20), gain_db
+    return y.numpy(), moves
 
 # %% ../nbs/14_inference.ipynb #50233457
 @dataclass

@@ -493,22 +493,24 @@ def spectral_envelope(S, n_lifter: int = 30) -> np.ndarray:
     c[n_lifter:-n_lifter] = 0.0
     return np.exp(np.fft.rfft(c, axis=0).real)
 
-def _vary_pitch(y, semitones, hop_length: int, n_fft: int = 2048, pv_hop: int = 128) -> np.ndarray:
-    "`y` moved by `semitones` per `hop_length` frame: read faster or slower along the way, then stretched back in time."
+def _vary_pitch(y, semitones, hop_length: int, rate: float = 1.0, n_fft: int = 2048, pv_hop: int = 128) -> np.ndarray:
+    ("`y` moved by `semitones` per `hop_length` frame and played `rate` times as fast: read faster or slower along "
+     "the way, then stretched in time to `len(y) / rate` samples.")
     st = np.interp(np.arange(len(y)), np.arange(len(semitones)) * hop_length, semitones)
     lands = np.concatenate([[0.0], np.cumsum(2.0 ** (-st / 12))[:-1]])   # where each input sample lands when read
     read = np.interp(np.arange(int(lands[-1]) + 1), lands, np.arange(len(y)))
     z = map_coordinates(y.astype(np.float64), read[None], order=3, mode="nearest")
-    steps = np.interp(np.arange(0, len(y) + pv_hop, pv_hop), np.arange(len(y)), lands) / pv_hop
+    n_out = int(round(len(y) / rate))
+    steps = np.interp(np.arange(0, n_out + pv_hop, pv_hop) * rate, np.arange(len(y)), lands) / pv_hop
     D = librosa.stft(z, n_fft=n_fft, hop_length=pv_hop)
     return librosa.istft(phase_vocoder_at(D, np.clip(steps, 0, D.shape[1] - 1), pv_hop, n_fft), hop_length=pv_hop,
-                         length=len(y))
+                         length=n_out)
 
 def shift_pitch(wav, fs: int, semitones, n_fft: int = 1024, hop_length: int = 256,
-                n_lifter: int = 30) -> np.ndarray:
-    ("`wav` with its pitch moved by `semitones` (a number, or one per `hop_length` frame) and its spectral envelope "
-     "kept: a phase-vocoder shift (2048-point frames, hop 128) whose STFT is then scaled, frame by frame, to the "
-     "original's `spectral_envelope`.")
+                n_lifter: int = 30, rate: float = 1.0) -> np.ndarray:
+    ("`wav` with its pitch moved by `semitones` (a number, or one per `hop_length` frame), played `rate` times as "
+     "fast (librosa's `time_stretch` convention) and its spectral envelope kept: a phase-vocoder shift (2048-point "
+     "frames, hop 128) whose STFT is then scaled, frame by frame, to the original's `spectral_envelope` at that time.")
     y = np.asarray(wav, np.float32)
     if y.ndim != 1: raise ValueError(f"shift_pitch: expected a mono waveform (1-D), got shape {y.shape}")
     st = np.asarray(semitones, np.float64)
@@ -518,13 +520,17 @@ def shift_pitch(wav, fs: int, semitones, n_fft: int = 1024, hop_length: int = 25
     if st.ndim == 1 and len(st) != 1 + len(y) // hop_length:
         raise ValueError(f"shift_pitch: {len(st)} semitone values for {1 + len(y) // hop_length} frames "
                          f"(one per {hop_length} samples, centred)")
-    if not st.any(): return y.copy()
+    if not (np.isfinite(rate) and 0.25 <= rate <= 4):
+        raise ValueError(f"shift_pitch: rate must lie in 0.25..4 (times as fast), got {rate}")
+    if not st.any() and rate == 1: return y.copy()
+    if st.ndim == 0 and rate != 1: st = np.full(1 + len(y) // hop_length, float(st))
     shifted = (librosa.effects.pitch_shift(y, sr=fs, n_steps=float(st), n_fft=2048, hop_length=128) if st.ndim == 0
-               else _vary_pitch(y, st, hop_length))
+               else _vary_pitch(y, st, hop_length, rate))
     moved = librosa.stft(shifted, n_fft=n_fft, hop_length=hop_length)
-    spec = lambda x: np.abs(librosa.stft(x, n_fft=n_fft, hop_length=hop_length))
-    gain = spectral_envelope(spec(y), n_lifter) / spectral_envelope(np.abs(moved), n_lifter)
-    return librosa.istft(moved * gain, hop_length=hop_length, length=len(y)).astype(np.float32)
+    own = spectral_envelope(np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop_length)), n_lifter)
+    at = np.minimum(np.round(np.arange(moved.shape[1]) * rate).astype(int), own.shape[1] - 1)   # the same moment
+    gain = own[:, at] / spectral_envelope(np.abs(moved), n_lifter)
+    return librosa.istft(moved * gain, hop_length=hop_length, length=len(shifted)).astype(np.float32)
 
 # %% ../nbs/13_vocoder.ipynb #78751df7
 def phase_vocoder_at(D, steps, hop_length: int, n_fft: int) -> np.ndarray:
