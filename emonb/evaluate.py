@@ -566,14 +566,18 @@ def _prosody_alone(t2s: Text2Speech, rows: dict, cell: tuple, texts: list, ancho
                    speaker_judge) -> dict:
     ("The judges on `cell`'s voice's `anchor` recordings of `texts` given the prosody `cell`'s label asks ('asked') "
      "and that of `cell`'s own recordings ('recorded'), through the model's vocoder; empty without such recordings.")
-    spk, of = cell[0], lambda c: [r for r in rows.values() if (r.get("speaker"), r.get("emotion")) == c]
-    base = [(r["text"], load_audio(r["wav"], t2s.fs)) for r in of((spk, anchor)) if r["text"] in texts]
-    if not base or t2s.normalizer is None or not t2s.model.prosody_dim: return {}
-    asks = dict(asked=t2s.conditioning(emo_labs=cell[1], sids=spk).emo_feats[0])
-    own = [t2s.measure_factors(load_audio(r["wav"], t2s.fs), r["text"], speaker=spk)[0] for r in of(cell)]
-    if own: asks["recorded"] = np.median(own, axis=0)
-    return {k: judge_cells([vocode(t2s, t2s.apply_prosody(w, f, spk, t)[0]) for t, w in base], [cell] * len(base),
-                           judge, speaker_judge)[" ".join(cell)] for k, f in asks.items()}
+    if t2s.normalizer is None or not t2s.model.prosody_dim: return {}
+    spk = cell[0]
+    recordings = lambda c: [(r["text"], load_audio(r["wav"], t2s.fs)) for r in rows.values()
+                            if (r.get("speaker"), r.get("emotion")) == c and r["text"] in texts]
+    base = recordings((spk, anchor))
+    if not base: return {}
+    prosody = dict(asked=t2s.conditioning(emo_labs=cell[1], sids=spk).emo_feats[0])
+    own = [t2s.measure_factors(w, t, speaker=spk)[0] for t, w in recordings(cell)]
+    if own: prosody["recorded"] = np.median(own, axis=0)
+    moved = lambda f: [vocode(t2s, t2s.apply_prosody(w, f, spk, t)[0]) for t, w in base]
+    return {k: judge_cells(moved(f), [cell] * len(base), judge, speaker_judge)[" ".join(cell)]
+            for k, f in prosody.items()}
 
 # %% ../nbs/15_evaluate.ipynb #59c1d0c4
 def _transfer_goals(cells: dict, held: list, seen: list, cer: dict) -> dict:
@@ -638,7 +642,7 @@ def transfer_report(t2s: Text2Speech, eval_dir, train_dir=None, judge=None, spea
         out[name]["cer"] = cer[name]
         out[name]["prosody"] = _prosody_alone(t2s, rows, c, texts, anchor, judge, speaker_judge)
     return dict(cells=out, heldout=[" ".join(c) for c in held], seen=[" ".join(c) for c in seen], draws=int(draws),
-                goals=_transfer_goals(out, held, seen, cer))
+                anchor=anchor, goals=_transfer_goals(out, held, seen, cer))
 
 # %% ../nbs/15_evaluate.ipynb #393911e8
 def format_transfer(tr: dict) -> str:
@@ -659,8 +663,8 @@ def format_transfer(tr: dict) -> str:
     notes = "; ".join(f"{g}: {'met' if ok else 'NOT met'}" for g, ok in tr["goals"].items())
     d = tr.get("draws", 1)
     drawn = f" Each sentence synthesised {d} times (the prenet's dropout draws differ)." if d > 1 else ""
-    alone = ("Prosody alone: the judges on the voice's neutral recordings given the prosody the label asks / the "
-             "held-out recordings' own prosody (`apply_prosody`), through the same vocoder.")
+    alone = (f"Prosody alone: the judges on the voice's {tr.get('anchor', 'neutral')} recordings given the prosody the "
+             "label asks / the held-out recordings' own prosody (`apply_prosody`), through the same vocoder.")
     return "\n".join(lines + ["", f"Judges: MelSER (emotion), SpeakerID (voice).{drawn} {notes}", "", alone])
 
 

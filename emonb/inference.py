@@ -266,6 +266,9 @@ def conditioning(self: Text2Speech, ref_audio=None, emo_labs=None, emo_feats=Non
 @patch
 def asked_factor(self: Text2Speech, emo_feats, name: str, speaker: str | None = None) -> float:
     "The raw value (in the factor's own unit) of factor `name` that `emo_feats` (in [0, 1], `speaker`'s scale) asks."
+    if self.normalizer is None:
+        raise ValueError(f"this run has no prosody statistics (no emo_extract in the model, no prosody_stats.npz): "
+                         f"cannot say what {name} the factors ask")
     f = emo_feats.detach().cpu().numpy() if torch.is_tensor(emo_feats) else np.asarray(emo_feats)
     raw = self.normalizer.for_speaker(speaker).inverse_transform(f.astype(np.float64))
     return float(raw[self.factor_names.index(name)])
@@ -307,6 +310,10 @@ def pitch_level(self: Text2Speech, wav, min_voiced: int = 5) -> float | None:
     f0, voiced = self.voiced_f0(wav)
     return float(np.log(f0[voiced]).mean()) if voiced.sum() >= min_voiced else None
 
+def _semitones(aim, got, max_shift: float = 6.0):
+    "Semitones from log F0 `got` to `aim` (natural log Hz, numbers or arrays), at most `max_shift` either way."
+    return np.clip(12 / math.log(2) * (np.asarray(aim, np.float64) - got), -max_shift, max_shift)
+
 @patch
 def match_pitch(self: Text2Speech, wav: torch.Tensor, emo_feats: torch.Tensor, speaker: str | None = None,
                 max_shift: float = 6.0) -> tuple[torch.Tensor, float]:
@@ -316,7 +323,7 @@ def match_pitch(self: Text2Speech, wav: torch.Tensor, emo_feats: torch.Tensor, s
     got = self.pitch_level(y)
     if got is None: return wav, 0.0
     want = self.asked_factor(emo_feats, "pitch_mean", speaker)
-    st = float(np.clip(12 / math.log(2) * (want - got), -max_shift, max_shift))
+    st = float(_semitones(want, got, max_shift))
     if abs(st) < 0.1: return wav, 0.0
     return self._moved(wav, st), st
 
@@ -364,7 +371,7 @@ def borrow_intonation(self: Text2Speech, wav: torch.Tensor, att_w, donor: "Synth
     shape = np.interp(at, np.arange(len(theirs)), theirs)
     shape = shape - shape[self.voiced_f0(y)[1]].mean()                  # centred where this voice is voiced
     want = self.asked_factor(emo_feats, "pitch_mean", speaker)
-    st = np.clip(12 / math.log(2) * (want + shape - own), -max_shift, max_shift)
+    st = _semitones(want + shape, own, max_shift)
     return self._moved(wav, st), st
 
 # %% ../nbs/14_inference.ipynb #1864fc77
@@ -373,16 +380,17 @@ def apply_prosody(self: Text2Speech, wav, emo_feats, speaker: str | None = None,
                   max_shift: float = 6.0, max_stretch: float = 2.0) -> tuple[np.ndarray, dict]:
     ("`(wav, moves)`: a recording given the pitch level and spread, speaking rate (needs `text`) and energy that "
      "`emo_feats` (in [0, 1], `speaker`'s scale) asks; `moves`: median semitones, spread scale, stretch, gain (dB).")
-    y, moves = torch.as_tensor(np.asarray(wav, np.float32)), dict(semitones=0.0, spread=1.0, stretch=1.0, gain_db=0.0)
-    f0, voiced = self.voiced_f0(y.numpy())
-    st = 0.0
-    if voiced.sum() >= 5:
-        lf, contour = np.log(f0[voiced]), self.pitch_contour(y.numpy())
-        spread = self.asked_factor(emo_feats, "pitch_std", speaker) / max(float(lf.std()), 1e-3)
-        aim = self.asked_factor(emo_feats, "pitch_mean", speaker) + (contour - lf.mean()) * spread
-        st = np.clip(12 / math.log(2) * (aim - contour), -max_shift, max_shift)
-        moves["semitones"], moves["spread"] = float(np.median(st[voiced])), float(spread)
-    got = self.measure_factors(y.numpy(), text)[1][self.factor_names.index("speaking_rate")] if text else 0.0
+    if not 1 <= max_stretch <= 4: raise ValueError(f"apply_prosody: max_stretch must lie in 1..4, got {max_stretch}")
+    y = torch.as_tensor(np.asarray(wav, np.float32))
+    moves, st, contour = dict(semitones=0.0, spread=1.0, stretch=1.0, gain_db=0.0), 0.0, self.pitch_contour(y.numpy())
+    if contour is not None:
+        on = contour[self.voiced_f0(y.numpy())[1]]                       # the voiced frames' log F0
+        spread = self.asked_factor(emo_feats, "pitch_std", speaker) / max(float(on.std()), 1e-3)
+        st = _semitones(self.asked_factor(emo_feats, "pitch_mean", speaker) + (contour - on.mean()) * spread,
+                        contour, max_shift)
+        moves["semitones"], moves["spread"] = float(np.median(st)), float(spread)
+    speaks = text and len(y) >= self.prosody.n_fft
+    got = self.measure_factors(y.numpy(), text)[1][self.factor_names.index("speaking_rate")] if speaks else 0.0
     if got > 0:
         moves["stretch"] = float(np.clip(self.asked_factor(emo_feats, "speaking_rate", speaker) / got,
                                          1 / max_stretch, max_stretch))

@@ -510,7 +510,8 @@ def shift_pitch(wav, fs: int, semitones, n_fft: int = 1024, hop_length: int = 25
                 n_lifter: int = 30, rate: float = 1.0) -> np.ndarray:
     ("`wav` with its pitch moved by `semitones` (a number, or one per `hop_length` frame), played `rate` times as "
      "fast (librosa's `time_stretch` convention) and its spectral envelope kept: a phase-vocoder shift (2048-point "
-     "frames, hop 128) whose STFT is then scaled, frame by frame, to the original's `spectral_envelope` at that time.")
+     "frames, hop 128) whose STFT is then scaled, frame by frame, to the original's `spectral_envelope` at that time. "
+     "A constant shift at the original tempo is librosa's `pitch_shift`; any other, the per-frame reading.")
     y = np.asarray(wav, np.float32)
     if y.ndim != 1: raise ValueError(f"shift_pitch: expected a mono waveform (1-D), got shape {y.shape}")
     st = np.asarray(semitones, np.float64)
